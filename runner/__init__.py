@@ -1,0 +1,22 @@
+"""Taskdeck: long AI generation jobs in the background, on ARQ and Redis, watched from a browser."""
+from .client import AsyncClient, Client
+from .context import TaskContext
+from .errors import (
+    InvalidPayload,
+    InvalidTransition,
+    JobNotFound,
+    LimitExceeded,
+    RedisUnavailable,
+    TaskdeckError,
+    UnknownTaskType,
+)
+from .execution import Fatal
+from .models import Job, JobStatus, Priority, Stats
+from .registry import Backoff, task
+from .settings import Settings
+
+__all__ = [
+    "AsyncClient", "Backoff", "Client", "Fatal", "InvalidPayload", "InvalidTransition", "Job", "JobNotFound",
+    "JobStatus", "LimitExceeded", "Priority", "RedisUnavailable", "Settings", "Stats", "TaskContext",
+    "TaskdeckError", "UnknownTaskType", "task",
+]

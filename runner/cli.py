@@ -1,0 +1,205 @@
+"""`python -m runner COMMAND`: the operator's and script's way in (DESIGN.md §5)."""
+from __future__ import annotations
+
+import functools
+import sys
+from collections.abc import Callable
+from pathlib import Path
+from typing import Any, TypeVar
+
+import click
+import orjson
+
+from .client import Client
+from .errors import InvalidPayload, TaskdeckError
+from .models import Job
+
+F = TypeVar("F", bound=Callable[..., Any])
+
+
+def emit(data: Any) -> None:
+    click.echo(orjson.dumps(data, option=orjson.OPT_INDENT_2).decode())
+
+
+def handle_errors(command: F) -> F:
+    """Errors become one line on stderr: exit 2 for bad input or an unknown id, 1 when Redis is away."""
+
+    @functools.wraps(command)
+    def wrapper(*args: Any, **kwargs: Any) -> Any:
+        try:
+            return command(*args, **kwargs)
+        except TaskdeckError as e:
+            click.echo(f"error: {e}", err=True)
+            sys.exit(e.exit_code)
+
+    return wrapper  # type: ignore[return-value]
+
+
+def as_user(command: F) -> F:
+    return click.option("--as", "acting", metavar="EMAIL", help="Act as this user (default: the local admin).")(command)
+
+
+def json_flag(command: F) -> F:
+    return click.option("--json", "as_json", is_flag=True, help="Machine-readable output.")(command)
+
+
+def client(acting: str | None = None) -> Client:
+    return Client(user=acting)
+
+
+def read_payload(value: str) -> str:
+    if value == "-":
+        return sys.stdin.read()
+    if value.startswith("@"):
+        try:
+            return Path(value[1:]).read_text()
+        except OSError as e:
+            raise InvalidPayload(f"cannot read payload file {value[1:]!r}: {e.strerror}") from None
+    return value
+
+
+def describe(job: Job) -> str:
+    lines = [f"{job.id}  {job.type}  {job.status}  {job.progress:.0f}%  attempts {job.attempts}/{job.max_attempts}",
+             f"  user {job.user_id}{'  org ' + job.org_id if job.org_id else ''}  priority {job.priority}",
+             f"  queued {job.queued_at:%Y-%m-%d %H:%M:%S}  started {job.started_at or '-'}  "
+             f"finished {job.completed_at or '-'}"]
+    if job.current_step:
+        lines.append(f"  step: {job.current_step}")
+    lines += [f"    [{s.status}] {s.name}" for s in job.steps]
+    if job.last_error:
+        lines.append(f"  last error: {job.last_error}")
+    if job.cancel_requested_by:
+        lines.append(f"  cancel requested by {job.cancel_requested_by}")
+    if job.result is not None:
+        lines.append(f"  result: {orjson.dumps(job.result).decode()[:2000]}")
+    return "\n".join(lines)
+
+
+@click.group()
+def cli() -> None:
+    """Taskdeck: long AI generation jobs in the background, watched from a browser."""
+
+
+@cli.command()
+@click.argument("type")
+@click.option("--payload", default="{}", help="JSON object, @FILE to read it from a file, or - for stdin.")
+@click.option("--user", help="Submitter (default: the acting user).")
+@click.option("--org", default="", help="Organisation of the submitter.")
+@click.option("--priority", type=click.Choice(["high", "normal", "low"]), help="Default: the type's.")
+@click.option("--idempotency-key", help="The same key within its window returns the first job.")
+@as_user
+@json_flag
+@handle_errors
+def submit(type: str, payload: str, user: str | None, org: str, priority: str | None, idempotency_key: str | None,
+           acting: str | None, as_json: bool) -> None:
+    """Validate and enqueue a job; prints its id."""
+    with client(acting) as c:
+        job = c.submit(type, read_payload(payload), user=user, org=org, priority=priority,
+                       idempotency_key=idempotency_key)
+    emit(job.model_dump(mode="json")) if as_json else click.echo(job.id)
+
+
+@cli.command()
+@click.argument("job_id")
+@as_user
+@json_flag
+@handle_errors
+def show(job_id: str, acting: str | None, as_json: bool) -> None:
+    """One job's record."""
+    with client(acting) as c:
+        job = c.get(job_id)
+    emit(job.model_dump(mode="json")) if as_json else click.echo(describe(job))
+
+
+@cli.command("list")
+@click.option("--status", help="queued, processing, retrying, completed, failed, cancelled, or active.")
+@click.option("--type", "type_", metavar="TYPE")
+@click.option("--user")
+@click.option("--limit", default=20, show_default=True, type=click.IntRange(1, 1000))
+@as_user
+@json_flag
+@handle_errors
+def list_jobs(status: str | None, type_: str | None, user: str | None, limit: int, acting: str | None,
+              as_json: bool) -> None:
+    """Jobs, newest first."""
+    with client(acting) as c:
+        jobs = c.list(status=status, type=type_, user=user, limit=limit)
+    if as_json:
+        emit([job.model_dump(mode="json", exclude={"attempt_log", "partial"}) for job in jobs])
+        return
+    for job in jobs:
+        click.echo(f"{job.id}  {job.queued_at:%m-%d %H:%M:%S}  {job.type:<22} {job.status:<10} "
+                   f"{job.progress:>5.0f}%  {job.user_id}")
+
+
+@cli.command()
+@click.argument("job_id")
+@as_user
+@json_flag
+@handle_errors
+def cancel(job_id: str, acting: str | None, as_json: bool) -> None:
+    """Cancel a queued job, or abort a running one."""
+    with client(acting) as c:
+        job = c.cancel(job_id)
+    if as_json:
+        emit(job.model_dump(mode="json"))
+    else:
+        click.echo(f"{job.id} {job.status}" + ("" if job.status.terminal else " (cancel requested)"))
+
+
+@cli.command()
+@click.argument("job_id")
+@as_user
+@json_flag
+@handle_errors
+def retry(job_id: str, acting: str | None, as_json: bool) -> None:
+    """Run a failed or cancelled job again."""
+    with client(acting) as c:
+        job = c.retry(job_id)
+    emit(job.model_dump(mode="json")) if as_json else click.echo(f"{job.id} {job.status}")
+
+
+@cli.command()
+@json_flag
+@handle_errors
+def types(as_json: bool) -> None:
+    """Registered task types and their payload schema."""
+    with client() as c:
+        found = c.types()
+    if as_json:
+        emit([{"name": t.name, "description": t.description, "schema": t.schema()} for t in found])
+        return
+    for t in found:
+        click.echo(f"{t.name:<24} {t.description}")
+
+
+@cli.command()
+@json_flag
+@handle_errors
+def stats(as_json: bool) -> None:
+    """Queue depth per priority, jobs by status, success rate, throughput, workers alive."""
+    with client() as c:
+        s = c.stats()
+    if as_json:
+        emit(s.model_dump(mode="json"))
+        return
+    click.echo("queue depth: " + ", ".join(f"{p} {n}" for p, n in s.queue_depth.items()))
+    click.echo("jobs: " + ", ".join(f"{st} {n}" for st, n in s.by_status.items()))
+    rate = "-" if s.success_rate_1h is None else f"{s.success_rate_1h:.1%}"
+    click.echo(f"success rate (1 h): {rate}   throughput: {s.throughput_per_min:.1f}/min   "
+               f"workers alive: {s.workers_alive}   dead letters: {s.dead_letter}")
+
+
+@cli.command()
+@click.option("--port", default=8501, show_default=True, help="Dashboard port.")
+@click.option("--workers", default=1, show_default=True, type=click.IntRange(1, 64), help="Worker processes.")
+@handle_errors
+def up(port: int, workers: int) -> None:
+    """Start Redis (unless REDIS_URL is set), workers and the dashboard; Ctrl-C stops them all."""
+    from .up import run
+
+    sys.exit(run(port=port, workers=workers))
+
+
+def main() -> None:
+    cli(prog_name="python -m runner")

@@ -1,0 +1,288 @@
+"""The Python API: AsyncClient for async code, Client (the same methods, blocking) for pages and scripts."""
+from __future__ import annotations
+
+import asyncio
+import threading
+import time
+import uuid
+from collections.abc import Coroutine, Iterable
+from typing import Any, TypeVar
+
+import orjson
+from pydantic import BaseModel, ValidationError
+
+from . import registry, transitions
+from .errors import InvalidPayload, InvalidTransition, JobNotFound
+from .models import ACTIVE, TERMINAL, Job, JobStatus, Priority, Stats, WorkerInfo, utcnow
+from .registry import TaskType
+from .settings import Settings
+from .store import Store, connect
+
+T = TypeVar("T")
+
+
+class AsyncClient:
+    """Submit, read and act on jobs. `user` is who acts (the local admin by default)."""
+
+    def __init__(self, settings: Settings | None = None, user: str | None = None) -> None:
+        self.settings = settings or Settings()
+        self.user = user or self.settings.local_user
+        registry.load(self.settings.task_modules)
+        self._store: Store | None = None
+
+    @property
+    def store(self) -> Store:
+        if self._store is None:
+            self._store = Store(connect(self.settings), self.settings)
+        return self._store
+
+    async def __aenter__(self) -> AsyncClient:
+        return self
+
+    async def __aexit__(self, *exc: object) -> None:
+        await self.close()
+
+    async def close(self) -> None:
+        if self._store is not None:
+            await self._store.redis.aclose()
+            self._store = None
+
+    async def submit(
+        self,
+        type: str,
+        payload: dict[str, Any] | BaseModel | str | bytes | None = None,
+        *,
+        user: str | None = None,
+        org: str = "",
+        priority: Priority | str | None = None,
+        idempotency_key: str | None = None,
+    ) -> Job:
+        """Validate and enqueue a job; nothing is written unless all of it is."""
+        task_type = registry.get(type)
+        data = validate_payload(task_type, payload, self.settings.max_payload_bytes)
+        now = utcnow()
+        job = Job(
+            id=uuid.uuid4().hex, type=type, payload=data, user_id=user or self.user, org_id=org,
+            status=JobStatus.queued, priority=parse_priority(priority, task_type), max_attempts=task_type.max_attempts,
+            steps=transitions.fresh_steps(task_type.steps), queued_at=now, updated_at=now,
+        )
+        spec = transitions.create(job, self.store.keys, self.settings.priority_aging_s)
+        if idempotency_key:
+            spec["create"]["idempotency"] = [self.store.keys.idempotency(idempotency_key),
+                                             self.settings.idempotency_window_s]
+        async with self.store.guard("nothing was submitted"):
+            applied, existing = await self.store.apply(job.id, spec, now)
+            if not applied and idempotency_key:
+                return await self.get(existing)
+        return job
+
+    async def get(self, job_id: str) -> Job:
+        async with self.store.guard():
+            job = await self.store.load(job_id) if valid_id(job_id) else None
+        if job is None:
+            raise JobNotFound(f"job {job_id!r} not found; `python -m runner list` shows recent jobs")
+        return job
+
+    async def list(
+        self,
+        status: JobStatus | str | Iterable[JobStatus | str] | None = None,
+        type: str | None = None,
+        user: str | None = None,
+        limit: int = 50,
+        offset: int = 0,
+    ) -> list[Job]:
+        """Jobs newest first, from the indexes; `status` may be one status or several."""
+        statuses = parse_statuses(status)
+        keys = self.store.keys
+        filters = [*([keys.type(type)] if type else []), *([keys.user(user)] if user else [])]
+        async with self.store.guard():
+            ids = await self.store.page(statuses, filters, limit=max(1, min(limit, 1000)), offset=max(0, offset))
+            return await self.store.load_many(ids)
+
+    async def cancel(self, job_id: str, by: str | None = None) -> Job:
+        """Cancel a queued job (it never starts) or abort a running one; returns within cancel_wait_s."""
+        by = by or self.user
+        async with self.store.guard():
+            for _ in range(5):
+                job = await self.get(job_id)
+                if job.status in TERMINAL:
+                    raise InvalidTransition(f"job {job_id} is already {job.status}; only queued or running jobs can be cancelled")
+                now = utcnow()
+                if job.status is JobStatus.processing:
+                    spec = transitions.cancel_request(job, by, now, self.store.keys)
+                else:
+                    spec = transitions.cancelled(job, now, self.store.keys, by=by)
+                applied, status = await self.store.apply(job_id, spec, now)
+                if applied or (status == JobStatus.processing and job.cancel_requested_by):
+                    return await self.wait_terminal(job_id, self.settings.cancel_wait_s)
+        raise InvalidTransition(f"job {job_id} kept changing state; try cancelling again")
+
+    async def retry(self, job_id: str, by: str | None = None) -> Job:
+        """Run a failed or cancelled job again, under the same id, with a fresh set of attempts."""
+        async with self.store.guard("nothing was retried"):
+            job = await self.get(job_id)
+            if job.status not in (JobStatus.failed, JobStatus.cancelled):
+                raise InvalidTransition(f"job {job_id} is {job.status}; only failed or cancelled jobs can be retried")
+            task_type = registry.get(job.type)
+            now = utcnow()
+            spec = transitions.retry(job, by or self.user, now, self.store.keys, task_type.steps,
+                                     task_type.max_attempts, self.settings.priority_aging_s)
+            applied, status = await self.store.apply(job_id, spec, now)
+            if not applied:
+                raise InvalidTransition(f"job {job_id} changed to {status} meanwhile; nothing was retried")
+            return await self.get(job_id)
+
+    async def wait_terminal(self, job_id: str, timeout: float) -> Job:
+        """Poll the record until it is final or `timeout` seconds pass; returns it as it then is."""
+        deadline = time.monotonic() + timeout
+        while True:
+            job = await self.get(job_id)
+            if job.status in TERMINAL or time.monotonic() >= deadline:
+                return job
+            await asyncio.sleep(0.05)
+
+    async def stats(self) -> Stats:
+        keys, now = self.store.keys, time.time()
+        minutes = [int(now // 60 * 60 - 60 * i) for i in range(60)]
+        async with self.store.guard(), self.store.redis.pipeline(transaction=False) as pipe:
+            for p in Priority:
+                pipe.zcard(keys.pending(p))
+            for s in JobStatus:
+                pipe.zcard(keys.status(s))
+            for m in minutes:
+                pipe.hmget(keys.metrics("1m", m), ["completed", "failed"])
+            pipe.zcount(keys.workers, now - self.settings.lease_s, "+inf")
+            pipe.zcard(keys.dead)
+            rows = await pipe.execute()
+        depth, by_status = rows[:3], rows[3:9]
+        buckets = [[float(v or 0) for v in row] for row in rows[9:69]]
+        done, failed = sum(b[0] for b in buckets), sum(b[1] for b in buckets)
+        recent = sum(sum(b) for b in buckets[:5])
+        return Stats(
+            queue_depth=dict(zip(Priority, depth)), by_status=dict(zip(JobStatus, by_status)),
+            success_rate_1h=done / (done + failed) if done + failed else None,
+            throughput_per_min=recent / 5, workers_alive=rows[69], dead_letter=rows[70],
+        )
+
+    async def workers(self) -> list[WorkerInfo]:
+        keys, now = self.store.keys, time.time()
+        async with self.store.guard():
+            ids = await self.store.redis.zrevrange(keys.workers, 0, 199)
+            async with self.store.redis.pipeline(transaction=False) as pipe:
+                for worker_id in ids:
+                    pipe.hgetall(keys.worker(worker_id))
+                rows = await pipe.execute()
+        return [worker_info(row, now, self.settings.lease_s) for row in rows if row]
+
+    def types(self) -> list[TaskType]:
+        return registry.all_types()
+
+
+def worker_info(row: dict[str, str], now: float, lease_s: float) -> WorkerInfo:
+    beat = float(row["last_heartbeat"])
+    return WorkerInfo(
+        id=row["id"], host=row["host"], pid=int(row["pid"]), started_at=float(row.get("started_at", beat)),
+        last_heartbeat=beat, alive=row.get("alive") == "1" and now - beat < lease_s,
+        running=int(row.get("running", 0)), done=int(row.get("done", 0)), failed=int(row.get("failed", 0)),
+    )
+
+
+def valid_id(job_id: str) -> bool:
+    return len(job_id) == 32 and all(c in "0123456789abcdef" for c in job_id)
+
+
+def parse_priority(priority: Priority | str | None, task_type: TaskType) -> Priority:
+    if priority is None:
+        return task_type.priority
+    try:
+        return Priority(priority)
+    except ValueError:
+        raise InvalidPayload(f"priority {priority!r} is not one of: high, normal, low") from None
+
+
+def parse_statuses(status: JobStatus | str | Iterable[JobStatus | str] | None) -> list[JobStatus]:
+    values = [status] if isinstance(status, str) else list(status or [])
+    if values == ["active"]:
+        return sorted(ACTIVE)
+    try:
+        return [JobStatus(v) for v in values]
+    except ValueError:
+        raise InvalidPayload(f"status must be one of: {', '.join(JobStatus)} (or 'active'); got {status!r}") from None
+
+
+def validate_payload(task_type: TaskType, payload: Any, max_bytes: int) -> dict[str, Any]:
+    """The type's model, validated and dumped to JSON-ready data; every error names the field and the limit."""
+    if isinstance(payload, BaseModel):
+        payload = payload.model_dump(mode="json")
+    try:
+        raw = payload if isinstance(payload, (str, bytes)) else orjson.dumps(payload or {})
+    except TypeError as e:
+        raise InvalidPayload(f"payload for {task_type.name} is not JSON-serialisable: {e}") from None
+    size = len(raw.encode() if isinstance(raw, str) else raw)
+    if size > max_bytes:
+        raise InvalidPayload(f"payload for {task_type.name} is {size:,} bytes; the limit is {max_bytes:,} "
+                             "(TASKDECK_MAX_PAYLOAD_BYTES)")
+    try:
+        return task_type.payload.model_validate_json(raw).model_dump(mode="json")
+    except ValidationError as e:
+        raise InvalidPayload(f"invalid payload for {task_type.name}: {describe(e)}", errors=e.errors()) from None
+
+
+def describe(error: ValidationError) -> str:
+    parts = []
+    for item in error.errors(include_url=False):
+        where = ".".join(str(p) for p in item["loc"]) or "payload"
+        parts.append(f"{where}: {item['msg']}")
+    return "; ".join(parts)
+
+
+class Client:
+    """The blocking face of AsyncClient, for Streamlit pages and scripts: one private event loop thread."""
+
+    def __init__(self, settings: Settings | None = None, user: str | None = None) -> None:
+        self.aio = AsyncClient(settings, user)
+        self.settings = self.aio.settings
+        self._loop = asyncio.new_event_loop()
+        self._thread = threading.Thread(target=self._loop.run_forever, name="taskdeck-client", daemon=True)
+        self._thread.start()
+
+    def _call(self, coro: Coroutine[Any, Any, T]) -> T:
+        return asyncio.run_coroutine_threadsafe(coro, self._loop).result()
+
+    def close(self) -> None:
+        self._call(self.aio.close())
+        self._loop.call_soon_threadsafe(self._loop.stop)
+        self._thread.join()
+
+    def __enter__(self) -> Client:
+        return self
+
+    def __exit__(self, *exc: object) -> None:
+        self.close()
+
+    def submit(self, type: str, payload: Any = None, **options: Any) -> Job:
+        return self._call(self.aio.submit(type, payload, **options))
+
+    def get(self, job_id: str) -> Job:
+        return self._call(self.aio.get(job_id))
+
+    def list(self, **filters: Any) -> list[Job]:
+        return self._call(self.aio.list(**filters))
+
+    def cancel(self, job_id: str, by: str | None = None) -> Job:
+        return self._call(self.aio.cancel(job_id, by))
+
+    def retry(self, job_id: str, by: str | None = None) -> Job:
+        return self._call(self.aio.retry(job_id, by))
+
+    def wait_terminal(self, job_id: str, timeout: float) -> Job:
+        return self._call(self.aio.wait_terminal(job_id, timeout))
+
+    def stats(self) -> Stats:
+        return self._call(self.aio.stats())
+
+    def workers(self) -> list[WorkerInfo]:
+        return self._call(self.aio.workers())
+
+    def types(self) -> list[TaskType]:
+        return self.aio.types()

@@ -1,0 +1,38 @@
+"""One family of errors, each with a message a user can act on."""
+from __future__ import annotations
+
+
+class TaskdeckError(Exception):
+    """Base of every error Taskdeck raises on purpose."""
+
+    exit_code = 2
+
+
+class InvalidPayload(TaskdeckError):
+    """The payload does not match the task type's model, or is too large or malformed."""
+
+    def __init__(self, message: str, errors: list[dict[str, object]] | None = None) -> None:
+        super().__init__(message)
+        self.errors = errors or []
+
+
+class UnknownTaskType(TaskdeckError):
+    """No task type of that name is registered."""
+
+
+class JobNotFound(TaskdeckError):
+    """No job with that id, or not one the acting user may see."""
+
+
+class InvalidTransition(TaskdeckError):
+    """The job is not in a state that allows the action (e.g. cancelling a completed job)."""
+
+
+class LimitExceeded(TaskdeckError):
+    """A limit refused the submit; the message says which and when to try again."""
+
+
+class RedisUnavailable(TaskdeckError):
+    """Redis could not be reached; nothing was written."""
+
+    exit_code = 1

@@ -1,0 +1,102 @@
+"""A worker's background duties: renew its jobs' leases, say it is alive, recover jobs of dead
+workers, and delete finished jobs past their retention.
+
+The lease is ARQ's own in-progress key, shortened to `lease_s` when a job starts and renewed here
+every `lease_s / 3`. When a worker dies its keys lapse, ARQ hands the job to the next worker that
+polls, and `reap` puts the record of any job nobody picked up back in `queued`.
+"""
+from __future__ import annotations
+
+import asyncio
+import logging
+import os
+import socket
+import time
+from contextlib import suppress
+
+from . import transitions
+from .execution import WorkerState, lost_attempt
+from .models import JobStatus, utcnow
+
+logger = logging.getLogger("taskdeck.worker")
+PRUNE_BATCH = 500
+
+
+async def run(state: WorkerState) -> None:
+    interval = state.store.settings.lease_s / 3
+    last_prune = 0.0
+    while True:
+        try:
+            await beat(state)
+            await reap(state)
+            if time.monotonic() - last_prune > 60:
+                await prune(state)
+                last_prune = time.monotonic()
+        except Exception:
+            logger.exception("heartbeat failed; trying again in %.1f s", interval)
+        await asyncio.sleep(interval)
+
+
+async def beat(state: WorkerState, alive: bool = True) -> None:
+    store, keys = state.store, state.store.keys
+    lease_ms = int(store.settings.lease_s * 1000)
+    now = time.time()
+    async with store.redis.pipeline(transaction=False) as pipe:
+        for job_id in list(state.running):
+            pipe.pexpire(keys.arq_in_progress(job_id), lease_ms)
+        pipe.hset(keys.worker(state.id), mapping={
+            "id": state.id, "host": socket.gethostname(), "pid": os.getpid(), "last_heartbeat": now,
+            "alive": int(alive), "running": len(state.running), "done": state.done, "failed": state.failed,
+        })
+        pipe.hsetnx(keys.worker(state.id), "started_at", now)
+        pipe.expire(keys.worker(state.id), 86400)
+        pipe.zadd(keys.workers, {state.id: now if alive else 0})
+        pipe.zremrangebyscore(keys.workers, "-inf", now - 86400)
+        await pipe.execute()
+
+
+async def reap(state: WorkerState) -> int:
+    """Return the records of jobs whose worker is gone (lease lapsed, nobody picked them up) to the queue."""
+    store, keys = state.store, state.store.keys
+    ids = await store.redis.zrange(keys.status(JobStatus.processing), 0, -1)
+    if not ids:
+        return 0
+    async with store.redis.pipeline(transaction=False) as pipe:
+        for job_id in ids:
+            pipe.exists(keys.arq_in_progress(job_id))
+        leased = await pipe.execute()
+    reaped = 0
+    for job_id, has_lease in zip(ids, leased):
+        job = None if has_lease else await store.load(job_id)
+        if job is None or job.status is not JobStatus.processing:
+            continue
+        now = utcnow()
+        if job.cancel_requested_by:
+            spec = transitions.cancelled(job, now, keys)
+        else:
+            spec = transitions.lost(job, lost_attempt(job), now, keys, store.settings.priority_aging_s)
+        applied, _ = await store.apply(job_id, spec, now)
+        if applied:
+            reaped += 1
+            logger.warning("job %s %s: worker %s lost; %s", job_id, job.type, job.worker,
+                           "cancelled as requested" if job.cancel_requested_by else "back in the queue")
+    return reaped
+
+
+async def prune(state: WorkerState) -> int:
+    """Delete finished jobs past their retention, with their index entries."""
+    store = state.store
+    ids = await store.redis.zrangebyscore(store.keys.expiry, "-inf", time.time(), start=0, num=PRUNE_BATCH)
+    for job_id in ids:
+        applied, _ = await store.apply(job_id, {"from": ["completed", "failed", "cancelled"], "delete": True})
+        if not applied:
+            await store.redis.zrem(store.keys.expiry, job_id)
+    return len(ids)
+
+
+async def stop(state: WorkerState, task: asyncio.Task[None]) -> None:
+    task.cancel()
+    with suppress(asyncio.CancelledError):
+        await task
+    with suppress(Exception):
+        await beat(state, alive=False)

@@ -1,0 +1,119 @@
+-- One guarded change of one job record, written atomically with everything that must agree with it:
+-- status indexes, pending-by-priority, dead letters, expiry, metric buckets, the event stream, and
+-- any extra commands (ARQ's keys) that must happen only if the guard passes.
+--
+-- KEYS[1]  the job hash (every value JSON-encoded)
+-- ARGV[1]  key prefix        ARGV[2]  now, epoch seconds        ARGV[3]  the spec, JSON (see store.py)
+-- Returns {1, old_status} when applied, {0, current_status} when the guard refused ("" = no record),
+-- or {0, first_job_id} when a create's idempotency key was already used.
+
+local job = KEYS[1]
+local prefix = ARGV[1]
+local now = tonumber(ARGV[2])
+local spec = cjson.decode(ARGV[3])
+local id = string.sub(job, #prefix + 5)
+local TERMINAL = {completed = true, failed = true, cancelled = true}
+local PENDING = {queued = true, retrying = true}
+
+local function field(name)
+  local raw = redis.call('HGET', job, name)
+  if not raw then return nil end
+  local value = cjson.decode(raw)
+  if value == cjson.null then return nil end
+  return value
+end
+
+local exists = redis.call('EXISTS', job) == 1
+local old = exists and field('status') or ''
+
+if spec.create then
+  if exists then return {0, old} end
+  if spec.create.idempotency then
+    local key, window = spec.create.idempotency[1], spec.create.idempotency[2]
+    local first = redis.call('GET', key)
+    if first then return {0, first} end
+    redis.call('SET', key, id, 'EX', window)
+  end
+elseif not exists then
+  return {0, ''}
+elseif spec.from ~= cjson.null and spec.from ~= nil then
+  local allowed = false
+  for _, s in ipairs(spec.from) do if s == old then allowed = true end end
+  if not allowed then return {0, old} end
+end
+if spec.unless and exists and field(spec.unless) ~= nil then return {0, old} end
+for k, v in pairs(spec.match or {}) do
+  if field(k) ~= v then return {0, old} end
+end
+for _, key in ipairs(spec.absent or {}) do
+  if redis.call('EXISTS', key) == 1 then return {0, old} end
+end
+
+local score
+if spec.create then
+  score = spec.create.score
+  redis.call('ZADD', prefix .. 'idx:all', score, id)
+  redis.call('ZADD', prefix .. 'idx:type:' .. spec.create.type, score, id)
+  redis.call('ZADD', prefix .. 'idx:user:' .. spec.create.user, score, id)
+else
+  score = redis.call('ZSCORE', prefix .. 'idx:all', id) or now
+end
+local jtype = spec.create and spec.create.type or field('type')
+local user = spec.create and spec.create.user or field('user_id')
+local priority = spec.create and spec.create.priority or field('priority')
+
+if spec.delete then
+  for _, s in ipairs({'queued', 'processing', 'retrying', 'completed', 'failed', 'cancelled'}) do
+    redis.call('ZREM', prefix .. 'idx:status:' .. s, id)
+  end
+  for _, p in ipairs({'high', 'normal', 'low'}) do redis.call('ZREM', prefix .. 'idx:pending:' .. p, id) end
+  for _, k in ipairs({'all', 'dead', 'expiry', 'type:' .. jtype, 'user:' .. user}) do
+    redis.call('ZREM', prefix .. 'idx:' .. k, id)
+  end
+  redis.call('DEL', job, prefix .. 'artifact:' .. id)
+  return {1, old}
+end
+
+local set = {}
+for k, v in pairs(spec.set or {}) do set[#set + 1] = k; set[#set + 1] = v end
+if #set > 0 then redis.call('HSET', job, unpack(set)) end
+for k, n in pairs(spec.incr or {}) do redis.call('HINCRBY', job, k, n) end
+
+local new = spec.status
+if new and new ~= old then
+  redis.call('HSET', job, 'status', cjson.encode(new))
+  if old ~= '' then redis.call('ZREM', prefix .. 'idx:status:' .. old, id) end
+  redis.call('ZADD', prefix .. 'idx:status:' .. new, score, id)
+  if PENDING[new] then
+    redis.call('ZADD', prefix .. 'idx:pending:' .. priority, score, id)
+  else
+    redis.call('ZREM', prefix .. 'idx:pending:' .. priority, id)
+  end
+  if new == 'failed' then redis.call('ZADD', prefix .. 'idx:dead', now, id) end
+  if old == 'failed' then redis.call('ZREM', prefix .. 'idx:dead', id) end
+  if TERMINAL[new] then
+    redis.call('ZADD', prefix .. 'idx:expiry', now + spec.retention, id)
+  else
+    redis.call('ZREM', prefix .. 'idx:expiry', id)
+  end
+end
+
+if spec.metrics then
+  local minute = prefix .. 'm:1m:' .. (math.floor(now / 60) * 60)
+  local hour = prefix .. 'm:1h:' .. (math.floor(now / 3600) * 3600)
+  for k, n in pairs(spec.metrics) do
+    redis.call('HINCRBYFLOAT', minute, k, n)
+    redis.call('HINCRBYFLOAT', hour, k, n)
+  end
+  redis.call('EXPIRE', minute, 3 * 86400)
+  redis.call('EXPIRE', hour, 35 * 86400)
+end
+
+for _, call in ipairs(spec.calls or {}) do redis.call(unpack(call)) end
+
+if spec.event then
+  local entry = {'job', id, 'type', jtype, 'user', user, 'status', new or old}
+  for k, v in pairs(spec.event) do entry[#entry + 1] = k; entry[#entry + 1] = tostring(v) end
+  redis.call('XADD', prefix .. 'events', 'MAXLEN', '~', spec.maxlen, '*', unpack(entry))
+end
+return {1, old}

@@ -1,0 +1,122 @@
+"""The job record and its parts: the one shape every page, the CLI and the workers share."""
+from __future__ import annotations
+
+from datetime import datetime, timezone
+from enum import StrEnum
+from typing import Any
+
+from pydantic import BaseModel, Field
+
+
+class JobStatus(StrEnum):
+    queued = "queued"
+    processing = "processing"
+    retrying = "retrying"
+    completed = "completed"
+    failed = "failed"
+    cancelled = "cancelled"
+
+    @property
+    def terminal(self) -> bool:
+        return self in TERMINAL
+
+
+TERMINAL = frozenset({JobStatus.completed, JobStatus.failed, JobStatus.cancelled})
+ACTIVE = frozenset({JobStatus.queued, JobStatus.processing, JobStatus.retrying})
+
+
+class Priority(StrEnum):
+    high = "high"
+    normal = "normal"
+    low = "low"
+
+
+class StepStatus(StrEnum):
+    pending = "pending"
+    running = "running"
+    completed = "completed"
+    failed = "failed"
+    skipped = "skipped"
+
+
+class Step(BaseModel):
+    name: str
+    status: StepStatus = StepStatus.pending
+    progress: float = 0.0
+    started_at: datetime | None = None
+    finished_at: datetime | None = None
+    error: str | None = None
+
+
+class Attempt(BaseModel):
+    """One run of a job, kept for the detail page: how it ended and why."""
+
+    number: int
+    worker: str | None = None
+    started_at: datetime | None = None
+    finished_at: datetime | None = None
+    outcome: str
+    error: str | None = None
+    traceback: str | None = None
+    steps: list[Step] = Field(default_factory=list)
+
+
+class Job(BaseModel):
+    id: str
+    type: str
+    payload: dict[str, Any]
+    user_id: str
+    org_id: str = ""
+    status: JobStatus
+    priority: Priority = Priority.normal
+    progress: float = 0.0
+    current_step: str | None = None
+    steps: list[Step] = Field(default_factory=list)
+    attempts: int = 0
+    max_attempts: int = 1
+    queued_at: datetime
+    started_at: datetime | None = None
+    completed_at: datetime | None = None
+    updated_at: datetime
+    eta: datetime | None = None
+    last_error: str | None = None
+    result: Any = None
+    cancel_requested_by: str | None = None
+    retried_from: str | None = Field(None, description="The status a manual retry took the job from.")
+
+    cancel_requested_at: datetime | None = None
+    retried_by: str | None = None
+    retried_at: datetime | None = None
+    next_attempt_at: datetime | None = None
+    worker: str | None = None
+    attempt_log: list[Attempt] = Field(default_factory=list, description="Read by get() only, not by list().")
+    partial: str | None = Field(None, description="Partial output saved while running; read by get() only.")
+
+
+DETAIL_FIELDS = frozenset({"attempt_log", "partial"})
+LIST_FIELDS = tuple(name for name in Job.model_fields if name not in DETAIL_FIELDS)
+
+
+class Stats(BaseModel):
+    queue_depth: dict[Priority, int]
+    by_status: dict[JobStatus, int]
+    success_rate_1h: float | None = Field(description="completed / (completed + failed) over the last hour.")
+    throughput_per_min: float = Field(description="Jobs finished per minute, averaged over the last 5 minutes.")
+    workers_alive: int
+    dead_letter: int
+
+
+class WorkerInfo(BaseModel):
+    id: str
+    host: str
+    pid: int
+    started_at: datetime
+    last_heartbeat: datetime
+    alive: bool
+    running: int = 0
+    done: int = 0
+    failed: int = 0
+
+
+def utcnow() -> datetime:
+    return datetime.now(timezone.utc)

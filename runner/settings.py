@@ -1,0 +1,43 @@
+"""Configuration from the environment and `.env`: `REDIS_URL`, then `TASKDECK_*` for every field."""
+from __future__ import annotations
+
+from pydantic import AliasChoices, Field
+from pydantic_settings import BaseSettings, SettingsConfigDict
+
+
+class Settings(BaseSettings):
+    model_config = SettingsConfigDict(env_prefix="TASKDECK_", env_file=".env", extra="ignore")
+
+    redis_url: str | None = Field(
+        default=None,
+        validation_alias=AliasChoices("REDIS_URL", "TASKDECK_REDIS_URL"),
+        description="Redis to use; unset means the local one that `up` starts.",
+    )
+    local_redis_port: int = Field(6391, description="Port of the Redis that `up` starts when REDIS_URL is unset.")
+    prefix: str = Field("taskdeck:", description="Key prefix of Taskdeck's own keys.")
+    queue_name: str = Field("arq:queue", description="ARQ queue the workers read.")
+    task_modules: list[str] = Field(["runner.tasks"], description="Modules whose import registers task types.")
+
+    max_jobs: int = Field(10, ge=1, description="Jobs one worker process runs at once.")
+    priority_aging_s: float = Field(300.0, gt=0, description="Head start of a priority level over the one below.")
+    poll_delay_s: float = Field(0.2, gt=0, description="How often an idle worker looks for jobs and aborts.")
+    lease_s: float = Field(30.0, ge=3, description="A running job's lease; a dead worker's job runs again after it.")
+    shutdown_grace_s: int = Field(5, ge=0, description="On SIGTERM, how long running jobs may finish before handback.")
+    retention_days: float = Field(30.0, gt=0, description="How long finished jobs are kept.")
+    progress_interval_s: float = Field(0.2, gt=0, description="Least time between two progress writes of one job.")
+    idempotency_window_s: int = Field(86400, ge=1, description="How long an idempotency key maps to its first job.")
+    cancel_wait_s: float = Field(1.5, ge=0, description="How long cancel() waits to see a running job stop.")
+
+    max_payload_bytes: int = Field(1_000_000, ge=1, description="Largest accepted payload, as JSON.")
+    max_result_bytes: int = Field(256_000, ge=1, description="Results larger than this are kept as an artifact.")
+    max_partial_bytes: int = Field(64_000, ge=1, description="Cap on a running job's partial output.")
+    max_traceback_chars: int = Field(8_000, ge=100, description="Cap on each stored traceback.")
+    events_maxlen: int = Field(50_000, ge=100, description="Approximate length cap of the event stream.")
+
+    log_json: bool = Field(False, description="Worker transition logs as JSON lines.")
+    local_user: str = Field("admin@local", description="Who acts when no user is given.")
+    redis_timeout_s: float = Field(5.0, gt=0, description="Socket timeout of every Redis call.")
+
+    @property
+    def url(self) -> str:
+        return self.redis_url or f"redis://127.0.0.1:{self.local_redis_port}/0"

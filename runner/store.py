@@ -1,0 +1,174 @@
+"""Taskdeck's Redis data layer: job records, their indexes and every guarded change to them.
+
+Every change to a record goes through one Lua script (lua/transition.lua) so that the record, its
+indexes, metric buckets, the event stream and ARQ's own keys never disagree, even for a moment.
+"""
+from __future__ import annotations
+
+import time
+from collections.abc import AsyncIterator, Iterable, Sequence
+from contextlib import asynccontextmanager
+from datetime import datetime
+from importlib.resources import files
+from typing import Any
+from urllib.parse import urlsplit, urlunsplit
+
+import orjson
+from pydantic_core import to_jsonable_python
+from redis import exceptions as redis_errors
+from redis.asyncio import Redis
+
+from .errors import RedisUnavailable
+from .keys import Keys
+from .models import LIST_FIELDS, Attempt, Job, JobStatus
+from .settings import Settings
+
+TRANSITION = files("runner").joinpath("lua/transition.lua").read_text()
+ATTEMPT_FIELD = "attempt:"
+
+
+def dumps(value: Any) -> str:
+    return orjson.dumps(to_jsonable_python(value)).decode()
+
+
+def encode(fields: dict[str, Any]) -> dict[str, str]:
+    return {name: dumps(value) for name, value in fields.items()}
+
+
+def decode(raw: dict[str, str]) -> Job:
+    values = {k: orjson.loads(v) for k, v in raw.items() if not k.startswith(ATTEMPT_FIELD)}
+    attempts = [Attempt.model_validate_json(v) for k, v in raw.items() if k.startswith(ATTEMPT_FIELD)]
+    values["attempt_log"] = sorted(attempts, key=lambda a: a.number)
+    return Job.model_validate(values)
+
+
+def redacted(url: str) -> str:
+    parts = urlsplit(url)
+    if parts.password:
+        netloc = f"{parts.username or ''}:***@{parts.hostname}" + (f":{parts.port}" if parts.port else "")
+        parts = parts._replace(netloc=netloc)
+    return urlunsplit(parts)
+
+
+def connect(settings: Settings) -> Redis:
+    return Redis.from_url(
+        settings.url,
+        decode_responses=True,
+        socket_connect_timeout=min(2.0, settings.redis_timeout_s),
+        socket_timeout=settings.redis_timeout_s,
+        health_check_interval=30,
+    )
+
+
+class Store:
+    """Reads and guarded writes of job records over one asyncio Redis connection pool."""
+
+    def __init__(self, redis: Redis, settings: Settings) -> None:
+        self.redis = redis
+        self.settings = settings
+        self.keys = Keys(settings.prefix, settings.queue_name)
+        self._transition = redis.register_script(TRANSITION)
+
+    @asynccontextmanager
+    async def guard(self, what: str = "nothing was written") -> AsyncIterator[None]:
+        """Turn a lost or refused Redis connection into one clear RedisUnavailable."""
+        try:
+            yield
+        except (redis_errors.ConnectionError, redis_errors.TimeoutError, OSError) as e:
+            raise RedisUnavailable(
+                f"job queue unavailable: cannot reach Redis at {redacted(self.settings.url)} ({e}); {what}. "
+                "Start it with `python -m runner up` or point REDIS_URL at a running Redis."
+            ) from None
+
+    async def apply(self, job_id: str, spec: dict[str, Any], now: datetime | None = None) -> tuple[bool, str]:
+        """Run one guarded change (see lua/transition.lua); returns (applied, status before)."""
+        spec.setdefault("retention", self.settings.retention_days * 86400)
+        spec.setdefault("maxlen", self.settings.events_maxlen)
+        at = now.timestamp() if now else time.time()
+        args = [self.keys.prefix, repr(at), orjson.dumps(spec).decode()]
+        applied, status = await self._transition(keys=[self.keys.job(job_id)], args=args)
+        return bool(applied), status
+
+    async def load(self, job_id: str) -> Job | None:
+        raw = await self.redis.hgetall(self.keys.job(job_id))
+        return decode(raw) if raw else None
+
+    async def status(self, job_id: str) -> JobStatus | None:
+        raw = await self.redis.hget(self.keys.job(job_id), "status")
+        return JobStatus(orjson.loads(raw)) if raw else None
+
+    async def load_many(self, ids: Sequence[str]) -> list[Job]:
+        async with self.redis.pipeline(transaction=False) as pipe:
+            for job_id in ids:
+                pipe.hmget(self.keys.job(job_id), LIST_FIELDS)
+            rows = await pipe.execute()
+        jobs = []
+        for row in rows:
+            if row[0] is not None:
+                raw = {name: value for name, value in zip(LIST_FIELDS, row) if value is not None}
+                jobs.append(decode(raw))
+        return jobs
+
+    async def page(
+        self,
+        statuses: Iterable[str] = (),
+        filters: Iterable[str] = (),
+        limit: int = 50,
+        offset: int = 0,
+    ) -> list[str]:
+        """Ids newest first: in any of the status indexes (or all jobs), and in every filter index."""
+        sources = [self.keys.status(s) for s in statuses] or [self.keys.all]
+        filters = list(filters)
+        if len(sources) == 1 and not filters:
+            return await self.redis.zrevrange(sources[0], offset, offset + limit - 1)
+        if len(sources) == 1 and filters:
+            sizes = await self._sizes([*sources, *filters])
+            ordered = sorted(zip(sizes, [*sources, *filters]))
+            sources, filters = [ordered[0][1]], [key for _, key in ordered[1:]]
+        wanted, found = offset + limit, []
+        batch: list[str] = []
+        async for job_id in self._newest(sources):
+            batch.append(job_id)
+            if len(batch) >= 200:
+                found += await self._in_all(batch, filters)
+                batch = []
+                if len(found) >= wanted:
+                    break
+        if batch and len(found) < wanted:
+            found += await self._in_all(batch, filters)
+        return found[offset:wanted]
+
+    async def _sizes(self, keys: Sequence[str]) -> list[int]:
+        async with self.redis.pipeline(transaction=False) as pipe:
+            for key in keys:
+                pipe.zcard(key)
+            return await pipe.execute()
+
+    async def _in_all(self, ids: list[str], keys: Sequence[str]) -> list[str]:
+        """The ids that are members of every one of `keys`, in their order."""
+        if not keys:
+            return ids
+        async with self.redis.pipeline(transaction=False) as pipe:
+            for key in keys:
+                pipe.zmscore(key, ids)
+            scores = await pipe.execute()
+        return [job_id for i, job_id in enumerate(ids) if all(row[i] is not None for row in scores)]
+
+    async def _newest(self, sources: Sequence[str], chunk: int = 200) -> AsyncIterator[str]:
+        """Merge sorted sets newest first, reading each in chunks."""
+        buffers: dict[str, list[tuple[str, float]]] = {key: [] for key in sources}
+        offsets = dict.fromkeys(sources, 0)
+        exhausted: set[str] = set()
+        while True:
+            for key in sources:
+                if not buffers[key] and key not in exhausted:
+                    rows = await self.redis.zrevrange(key, offsets[key], offsets[key] + chunk - 1, withscores=True)
+                    offsets[key] += len(rows)
+                    buffers[key] = list(reversed(rows))
+                    if len(rows) < chunk:
+                        exhausted.add(key)
+            live = [key for key in sources if buffers[key]]
+            if not live:
+                return
+            best = max(live, key=lambda key: buffers[key][-1][1])
+            yield buffers[best].pop()[0]

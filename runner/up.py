@@ -1,0 +1,139 @@
+"""`python -m runner up`: Redis (unless REDIS_URL is set), workers and the dashboard, as one command.
+
+Children die with this process (PDEATHSIG), so a killed `up` leaves no orphans holding ports; a
+second `up` finds the first one's lock and says where it runs instead of failing on a busy port.
+"""
+from __future__ import annotations
+
+import fcntl
+import os
+import signal
+import socket
+import subprocess
+import sys
+import time
+import urllib.request
+from pathlib import Path
+from typing import IO
+
+import redis
+
+from . import redis_server
+from .settings import Settings
+from .store import redacted
+
+ROOT = Path(__file__).resolve().parent.parent
+DATA = ROOT / ".data"
+
+
+class UpError(Exception):
+    """Something `up` cannot start; the message says what to do."""
+
+
+def run(port: int, workers: int) -> int:
+    DATA.mkdir(exist_ok=True)
+    lock = take_lock(port)
+    settings = Settings()
+    children: list[tuple[str, subprocess.Popen[bytes]]] = []
+    stopping = False
+
+    def stop(*_: object) -> None:
+        nonlocal stopping
+        stopping = True
+
+    signal.signal(signal.SIGINT, stop)
+    signal.signal(signal.SIGTERM, stop)
+    try:
+        url = settings.redis_url
+        if url:
+            check_redis(url)
+        else:
+            url = settings.url
+            if port_open(settings.local_redis_port):
+                raise UpError(f"port {settings.local_redis_port} is taken by another program; stop it or set "
+                              "TASKDECK_LOCAL_REDIS_PORT (or REDIS_URL to use a Redis you run)")
+            children.append(("redis", redis_server.start(DATA / "redis", settings.local_redis_port)))
+        if port_open(port):
+            raise UpError(f"port {port} is taken by another program; pass --port to use another")
+        env = {**os.environ, "REDIS_URL": url}
+        for n in range(workers):
+            children.append((f"worker {n + 1}", spawn([sys.executable, "-m", "arq", "runner.worker.WorkerSettings"], env,
+                                                      DATA / f"worker-{n + 1}.log")))
+        children.append(("dashboard", spawn([sys.executable, "-m", "streamlit", "run", "dashboard.py",
+                                             "--server.port", str(port), "--server.address", "127.0.0.1",
+                                             "--server.headless", "true"], env, DATA / "dashboard.log")))
+        wait_dashboard(port, children)
+        print(f"Taskdeck is up: dashboard http://127.0.0.1:{port}\n  Redis {redacted(url)}, {workers} worker(s); "
+              f"logs in {DATA}/\n  Ctrl-C stops everything.", flush=True)
+        lock.write(f"{os.getpid()} http://127.0.0.1:{port}\n")
+        lock.flush()
+        while not stopping:
+            for name, proc in children:
+                if proc.poll() is not None:
+                    raise UpError(f"{name} exited with code {proc.returncode}; see {DATA}/ for its log")
+            time.sleep(0.2)
+        return 0
+    except UpError as e:
+        print(f"error: {e}", file=sys.stderr)
+        return 1
+    finally:
+        shutdown(children)
+
+
+def take_lock(port: int) -> IO[str]:
+    lock = open(DATA / "up.lock", "a+")
+    try:
+        fcntl.flock(lock, fcntl.LOCK_EX | fcntl.LOCK_NB)
+    except BlockingIOError:
+        lock.seek(0)
+        holder = lock.read().strip() or "starting"
+        print(f"error: Taskdeck is already running from this folder ({holder}); stop it with Ctrl-C "
+              "where it runs before starting another", file=sys.stderr)
+        sys.exit(1)
+    lock.truncate(0)
+    return lock
+
+
+def check_redis(url: str) -> None:
+    try:
+        redis.Redis.from_url(url, socket_connect_timeout=3).ping()
+    except (redis.RedisError, OSError) as e:
+        raise UpError(f"REDIS_URL={redacted(url)} is set but Redis does not answer ({e}); start it or unset "
+                      "REDIS_URL to let `up` run a local one") from None
+
+
+def port_open(port: int) -> bool:
+    with socket.socket() as s:
+        return s.connect_ex(("127.0.0.1", port)) == 0
+
+
+def spawn(args: list[str], env: dict[str, str], log: Path) -> subprocess.Popen[bytes]:
+    with open(log, "ab") as out:
+        return subprocess.Popen(args, cwd=ROOT, env=env, stdout=out, stderr=subprocess.STDOUT,
+                                preexec_fn=redis_server.die_with_parent)
+
+
+def wait_dashboard(port: int, children: list[tuple[str, subprocess.Popen[bytes]]], timeout: float = 60) -> None:
+    deadline = time.monotonic() + timeout
+    while time.monotonic() < deadline:
+        for name, proc in children:
+            if proc.poll() is not None:
+                raise UpError(f"{name} exited with code {proc.returncode} while starting; see {DATA}/ for its log")
+        try:
+            with urllib.request.urlopen(f"http://127.0.0.1:{port}/_stcore/health", timeout=1) as r:
+                if r.status == 200:
+                    return
+        except OSError:
+            time.sleep(0.2)
+    raise UpError(f"the dashboard did not come up within {timeout:g} s; see {DATA}/dashboard.log")
+
+
+def shutdown(children: list[tuple[str, subprocess.Popen[bytes]]]) -> None:
+    """Dashboard first, then workers (they hand running jobs back), Redis last."""
+    for _, proc in reversed(children):
+        if proc.poll() is None:
+            proc.send_signal(signal.SIGTERM)
+            try:
+                proc.wait(timeout=Settings().shutdown_grace_s + 10)
+            except subprocess.TimeoutExpired:
+                proc.kill()

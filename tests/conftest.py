@@ -1,0 +1,93 @@
+"""A real redis-server per session, real `arq` worker processes, and a clean database per test."""
+from __future__ import annotations
+
+import os
+import signal
+import socket
+import subprocess
+import sys
+from collections.abc import Callable, Iterator
+from pathlib import Path
+
+import pytest
+import redis
+
+from runner import redis_server
+
+ROOT = Path(__file__).resolve().parent.parent
+TEST_SETTINGS = {
+    "TASKDECK_LEASE_S": "3",
+    "TASKDECK_POLL_DELAY_S": "0.05",
+    "TASKDECK_SHUTDOWN_GRACE_S": "0",
+    "TASKDECK_PROGRESS_INTERVAL_S": "0.1",
+    "TASKDECK_TASK_MODULES": '["runner.tasks", "tests.tasks"]',
+}
+
+
+def free_port() -> int:
+    with socket.socket() as s:
+        s.bind(("127.0.0.1", 0))
+        return s.getsockname()[1]
+
+
+@pytest.fixture(scope="session")
+def redis_url(tmp_path_factory: pytest.TempPathFactory) -> Iterator[str]:
+    data = tmp_path_factory.mktemp("redis")
+    for attempt in range(5):
+        port = free_port()
+        try:
+            proc = redis_server.start(data, port, persistent=False)
+            break
+        except RuntimeError:
+            if attempt == 4:
+                raise
+    url = f"redis://127.0.0.1:{port}/0"
+    saved = dict(os.environ)
+    os.environ.update(TEST_SETTINGS, REDIS_URL=url)
+    yield url
+    os.environ.clear()
+    os.environ.update(saved)
+    proc.terminate()
+    proc.wait(10)
+
+
+@pytest.fixture(autouse=True)
+def r(redis_url: str) -> Iterator[redis.Redis]:
+    """A decoded sync client on a freshly flushed database."""
+    client = redis.Redis.from_url(redis_url, decode_responses=True)
+    client.flushall()
+    yield client
+    client.close()
+
+
+WorkerFactory = Callable[..., subprocess.Popen[bytes]]
+
+
+@pytest.fixture
+def start_worker(redis_url: str, tmp_path: Path) -> Iterator[WorkerFactory]:
+    """Start `arq runner.worker.WorkerSettings` processes; each is stopped (SIGTERM, then SIGKILL) at teardown."""
+    procs: list[subprocess.Popen[bytes]] = []
+
+    def start(**settings: str) -> subprocess.Popen[bytes]:
+        env = {**os.environ, **TEST_SETTINGS, "REDIS_URL": redis_url, **settings}
+        log = open(tmp_path / f"worker-{len(procs)}.log", "wb")
+        proc = subprocess.Popen([sys.executable, "-m", "arq", "runner.worker.WorkerSettings"], cwd=ROOT, env=env,
+                                stdout=log, stderr=subprocess.STDOUT, preexec_fn=redis_server.die_with_parent)
+        procs.append(proc)
+        return proc
+
+    yield start
+    for proc in procs:
+        if proc.poll() is None:
+            proc.send_signal(signal.SIGTERM)
+    for proc in procs:
+        try:
+            proc.wait(15)
+        except subprocess.TimeoutExpired:
+            proc.kill()
+            proc.wait()
+
+
+@pytest.fixture
+def worker(start_worker: WorkerFactory) -> subprocess.Popen[bytes]:
+    return start_worker()

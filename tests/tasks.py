@@ -1,0 +1,57 @@
+"""Task types that exist only for tests: ones that hang, spawn children or break their worker."""
+from __future__ import annotations
+
+import asyncio
+import os
+import signal
+
+from pydantic import BaseModel, Field
+
+from runner import Backoff, Fatal, TaskContext, task
+
+
+class SleepPayload(BaseModel):
+    seconds: float = Field(ge=0, le=7200)
+
+
+@task("TEST_SLEEP", payload=SleepPayload, timeout_s=7200, max_attempts=3, backoff=Backoff(base_s=0.1))
+async def sleep(ctx: TaskContext, payload: SleepPayload) -> dict[str, float]:
+    """Sleeps, reporting progress; long timeout like a real generation job."""
+    async with ctx.step("Sleep"):
+        await asyncio.sleep(payload.seconds)
+    return {"slept": payload.seconds}
+
+
+@task("TEST_TIMEOUT", payload=SleepPayload, timeout_s=0.5, max_attempts=2, backoff=Backoff(base_s=0.1))
+async def too_slow(ctx: TaskContext, payload: SleepPayload) -> None:
+    """Always outlives its 0.5 s timeout."""
+    await asyncio.sleep(payload.seconds)
+
+
+class Empty(BaseModel):
+    pass
+
+
+@task("TEST_FATAL", payload=Empty, max_attempts=3)
+async def fatal(ctx: TaskContext, payload: Empty) -> None:
+    """Fails with an error no retry can fix."""
+    raise Fatal("the input can never work")
+
+
+@task("TEST_CHATTY", payload=SleepPayload, max_attempts=1)
+async def chatty(ctx: TaskContext, payload: SleepPayload) -> dict[str, int]:
+    """Reports progress as fast as it can and saves partial output, for the coalescing test."""
+    loop = asyncio.get_running_loop()
+    end, reports = loop.time() + payload.seconds, 0
+    while loop.time() < end:
+        reports += 1
+        await ctx.progress(min(99.0, reports / 100))
+        await ctx.save_partial(f"{reports}\n", append=reports < 50)
+        await asyncio.sleep(0.001)
+    return {"reports": reports}
+
+
+@task("TEST_KILL_WORKER", payload=Empty, max_attempts=2)
+async def kill_worker(ctx: TaskContext, payload: Empty) -> None:
+    """Kills its own worker process, like a segfault or the OOM killer would."""
+    os.kill(os.getpid(), signal.SIGKILL)
