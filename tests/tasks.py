@@ -46,7 +46,7 @@ async def chatty(ctx: TaskContext, payload: SleepPayload) -> dict[str, int]:
     while loop.time() < end:
         reports += 1
         await ctx.progress(min(99.0, reports / 100))
-        await ctx.save_partial(f"{reports}\n", append=reports < 50)
+        await ctx.save_partial(f"{reports}\n", append=True)
         await asyncio.sleep(0.001)
     return {"reports": reports}
 
