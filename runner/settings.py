@@ -1,6 +1,8 @@
 """Configuration from the environment and `.env`: `REDIS_URL`, then `TASKDECK_*` for every field."""
 from __future__ import annotations
 
+from pathlib import Path
+
 from pydantic import AliasChoices, Field
 from pydantic_settings import BaseSettings, SettingsConfigDict
 
@@ -13,6 +15,8 @@ class Settings(BaseSettings):
         validation_alias=AliasChoices("REDIS_URL", "TASKDECK_REDIS_URL"),
         description="Redis to use; unset means the local one that `up` starts.",
     )
+    data_dir: Path = Field(Path(__file__).resolve().parent.parent / ".data",
+                           description="Where `up` keeps Redis's data, logs and its lock.")
     local_redis_port: int = Field(6391, description="Port of the Redis that `up` starts when REDIS_URL is unset.")
     prefix: str = Field("taskdeck:", description="Key prefix of Taskdeck's own keys.")
     queue_name: str = Field("arq:queue", description="ARQ queue the workers read.")

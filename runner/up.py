@@ -23,7 +23,6 @@ from .settings import Settings
 from .store import redacted
 
 ROOT = Path(__file__).resolve().parent.parent
-DATA = ROOT / ".data"
 
 
 class UpError(Exception):
@@ -31,9 +30,10 @@ class UpError(Exception):
 
 
 def run(port: int, workers: int) -> int:
-    DATA.mkdir(exist_ok=True)
-    lock = take_lock(port)
     settings = Settings()
+    data = settings.data_dir
+    data.mkdir(parents=True, exist_ok=True)
+    lock = take_lock(data)
     children: list[tuple[str, subprocess.Popen[bytes]]] = []
     stopping = False
 
@@ -52,25 +52,25 @@ def run(port: int, workers: int) -> int:
             if port_open(settings.local_redis_port):
                 raise UpError(f"port {settings.local_redis_port} is taken by another program; stop it or set "
                               "TASKDECK_LOCAL_REDIS_PORT (or REDIS_URL to use a Redis you run)")
-            children.append(("redis", redis_server.start(DATA / "redis", settings.local_redis_port)))
+            children.append(("redis", redis_server.start(data / "redis", settings.local_redis_port)))
         if port_open(port):
             raise UpError(f"port {port} is taken by another program; pass --port to use another")
         env = {**os.environ, "REDIS_URL": url}
         for n in range(workers):
             children.append((f"worker {n + 1}", spawn([sys.executable, "-m", "arq", "runner.worker.WorkerSettings"], env,
-                                                      DATA / f"worker-{n + 1}.log")))
+                                                      data / f"worker-{n + 1}.log")))
         children.append(("dashboard", spawn([sys.executable, "-m", "streamlit", "run", "dashboard.py",
                                              "--server.port", str(port), "--server.address", "127.0.0.1",
-                                             "--server.headless", "true"], env, DATA / "dashboard.log")))
-        wait_dashboard(port, children)
+                                             "--server.headless", "true"], env, data / "dashboard.log")))
+        wait_dashboard(port, children, data)
         print(f"Taskdeck is up: dashboard http://127.0.0.1:{port}\n  Redis {redacted(url)}, {workers} worker(s); "
-              f"logs in {DATA}/\n  Ctrl-C stops everything.", flush=True)
+              f"logs in {data}/\n  Ctrl-C stops everything.", flush=True)
         lock.write(f"{os.getpid()} http://127.0.0.1:{port}\n")
         lock.flush()
         while not stopping:
             for name, proc in children:
                 if proc.poll() is not None:
-                    raise UpError(f"{name} exited with code {proc.returncode}; see {DATA}/ for its log")
+                    raise UpError(f"{name} exited with code {proc.returncode}; see {data}/ for its log")
             time.sleep(0.2)
         return 0
     except UpError as e:
@@ -81,7 +81,7 @@ def run(port: int, workers: int) -> int:
 
 
 def take_lock(port: int) -> IO[str]:
-    lock = open(DATA / "up.lock", "a+")
+    lock = open(data / "up.lock", "a+")
     try:
         fcntl.flock(lock, fcntl.LOCK_EX | fcntl.LOCK_NB)
     except BlockingIOError:
@@ -113,19 +113,20 @@ def spawn(args: list[str], env: dict[str, str], log: Path) -> subprocess.Popen[b
                                 preexec_fn=redis_server.die_with_parent)
 
 
-def wait_dashboard(port: int, children: list[tuple[str, subprocess.Popen[bytes]]], timeout: float = 60) -> None:
+def wait_dashboard(port: int, children: list[tuple[str, subprocess.Popen[bytes]]], data: Path,
+                   timeout: float = 60) -> None:
     deadline = time.monotonic() + timeout
     while time.monotonic() < deadline:
         for name, proc in children:
             if proc.poll() is not None:
-                raise UpError(f"{name} exited with code {proc.returncode} while starting; see {DATA}/ for its log")
+                raise UpError(f"{name} exited with code {proc.returncode} while starting; see {data}/ for its log")
         try:
             with urllib.request.urlopen(f"http://127.0.0.1:{port}/_stcore/health", timeout=1) as r:
                 if r.status == 200:
                     return
         except OSError:
             time.sleep(0.2)
-    raise UpError(f"the dashboard did not come up within {timeout:g} s; see {DATA}/dashboard.log")
+    raise UpError(f"the dashboard did not come up within {timeout:g} s; see {data}/dashboard.log")
 
 
 def shutdown(children: list[tuple[str, subprocess.Popen[bytes]]]) -> None:
