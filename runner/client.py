@@ -151,7 +151,7 @@ class AsyncClient:
                 pipe.zcard(keys.status(s))
             for m in minutes:
                 pipe.hmget(keys.metrics("1m", m), ["completed", "failed"])
-            pipe.zcount(keys.workers, now - self.settings.lease_s, "+inf")
+            pipe.zcount(keys.workers, now, "+inf")
             pipe.zcard(keys.dead)
             rows = await pipe.execute()
         depth, by_status = rows[:3], rows[3:9]

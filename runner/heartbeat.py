@@ -50,7 +50,7 @@ async def beat(state: WorkerState, alive: bool = True) -> None:
         })
         pipe.hsetnx(keys.worker(state.id), "started_at", now)
         pipe.expire(keys.worker(state.id), 86400)
-        pipe.zadd(keys.workers, {state.id: now if alive else 0})
+        pipe.zadd(keys.workers, {state.id: now + store.settings.lease_s if alive else now})
         pipe.zremrangebyscore(keys.workers, "-inf", now - 86400)
         await pipe.execute()
 

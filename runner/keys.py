@@ -12,7 +12,7 @@ class Keys:
         self.dead = f"{prefix}idx:dead"
         self.expiry = f"{prefix}idx:expiry"
         self.events = f"{prefix}events"
-        self.workers = f"{prefix}workers"
+        self.workers = f"{prefix}workers"  # worker id -> the time until which it counts as alive
 
     def job(self, job_id: str) -> str:
         return f"{self.prefix}job:{job_id}"
