@@ -139,7 +139,7 @@ class AsyncClient:
             job = await self.get(job_id)
             if job.status in TERMINAL or time.monotonic() >= deadline:
                 return job
-            await asyncio.sleep(0.05)
+            await asyncio.sleep(0.02)
 
     async def stats(self) -> Stats:
         keys, now = self.store.keys, time.time()

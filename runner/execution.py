@@ -10,7 +10,7 @@ from typing import Any
 from arq import Retry
 from pydantic import ValidationError
 
-from . import registry, transitions
+from . import registry, transitions, wake
 from .context import TaskContext
 from .errors import TaskdeckError, UnknownTaskType
 from .logs import log_transition
@@ -77,6 +77,7 @@ async def execute(state: WorkerState, job_id: str) -> None:
         await attempt(state, started, task_type, payload)
     finally:
         state.running.pop(job.id, None)
+        wake.wanted.set()
 
 
 def lost_attempt(job: Job) -> Attempt:

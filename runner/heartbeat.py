@@ -94,9 +94,10 @@ async def prune(state: WorkerState) -> int:
     return len(ids)
 
 
-async def stop(state: WorkerState, task: asyncio.Task[None]) -> None:
-    task.cancel()
-    with suppress(asyncio.CancelledError):
-        await task
+async def stop(state: WorkerState, tasks: list[asyncio.Task[None]]) -> None:
+    for task in tasks:
+        task.cancel()
+        with suppress(asyncio.CancelledError):
+            await task
     with suppress(Exception):
         await beat(state, alive=False)

@@ -24,7 +24,8 @@ class Settings(BaseSettings):
 
     max_jobs: int = Field(10, ge=1, description="Jobs one worker process runs at once.")
     priority_aging_s: float = Field(300.0, gt=0, description="Head start of a priority level over the one below.")
-    poll_delay_s: float = Field(0.2, gt=0, description="How often an idle worker looks for jobs and aborts.")
+    poll_delay_s: float = Field(0.5, gt=0, description="Longest an idle worker waits to look for due jobs; "
+                                "submits and cancels wake it at once.")
     lease_s: float = Field(30.0, ge=3, description="A running job's lease; a dead worker's job runs again after it.")
     shutdown_grace_s: int = Field(5, ge=0, description="On SIGTERM, how long running jobs may finish before handback.")
     retention_days: float = Field(30.0, gt=0, description="How long finished jobs are kept.")

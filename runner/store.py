@@ -17,6 +17,8 @@ import orjson
 from pydantic_core import to_jsonable_python
 from redis import exceptions as redis_errors
 from redis.asyncio import Redis
+from redis.asyncio.retry import Retry
+from redis.backoff import ExponentialBackoff
 
 from .errors import RedisUnavailable
 from .keys import Keys
@@ -50,13 +52,23 @@ def redacted(url: str) -> str:
     return urlunsplit(parts)
 
 
-def connect(settings: Settings) -> Redis:
+RECONNECT_ERRORS = [redis_errors.ConnectionError, redis_errors.TimeoutError, OSError]
+
+
+def reconnecting() -> Retry:
+    """Retry forever with backoff up to 2 s: how workers ride out a Redis restart."""
+    return Retry(ExponentialBackoff(cap=2.0, base=0.05), retries=-1)
+
+
+def connect(settings: Settings, resilient: bool = False) -> Redis:
+    """A client fails fast (RedisUnavailable); a worker (`resilient`) waits for Redis to come back."""
     return Redis.from_url(
         settings.url,
         decode_responses=True,
         socket_connect_timeout=min(2.0, settings.redis_timeout_s),
         socket_timeout=settings.redis_timeout_s,
         health_check_interval=30,
+        **({"retry": reconnecting(), "retry_on_error": RECONNECT_ERRORS} if resilient else {}),
     )
 
 

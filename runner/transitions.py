@@ -70,6 +70,7 @@ def create(job: Job, keys: Keys, aging_s: float) -> dict[str, Any]:
         "metrics": counters(job, "submitted"),
         "event": {"event": "submitted"},
         "calls": enqueue_calls(keys, job.id, job.priority, job.queued_at, aging_s),
+        "wake": True,
     }
 
 
@@ -156,6 +157,7 @@ def cancel_request(job: Job, by: str, now: datetime, keys: Keys) -> dict[str, An
         "set": encode({"cancel_requested_by": by, "cancel_requested_at": now, "updated_at": now}),
         "event": {"event": "cancel_requested", "by": by},
         "calls": [["ZADD", keys.abort, int(now.timestamp() * 1000), job.id]],
+        "wake": True,
     }
 
 
@@ -180,7 +182,7 @@ def lost(job: Job, record: Attempt, now: datetime, keys: Keys, aging_s: float) -
                 "set": encode({"updated_at": now, "eta": None, "last_error": record.error,
                                f"attempt:{record.number}": record}),
                 "status": JobStatus.queued, "event": {"event": "lost", "attempt": record.number},
-                "calls": enqueue_calls(keys, job.id, job.priority, now, aging_s)}
+                "calls": enqueue_calls(keys, job.id, job.priority, now, aging_s), "wake": True}
     spec["absent"] = [in_progress]
     spec["metrics"] = spec.get("metrics", {}) | counters(job, "lost")
     return spec
@@ -200,4 +202,5 @@ def retry(job: Job, by: str, now: datetime, keys: Keys, steps: tuple[str, ...], 
         "set": encode(fields), "status": JobStatus.queued, "metrics": counters(job, "manual_retry"),
         "event": {"event": "retried", "by": by},
         "calls": [["DEL", keys.artifact(job.id)], *enqueue_calls(keys, job.id, job.priority, now, aging_s)],
+        "wake": True,
     }

@@ -15,31 +15,42 @@ import orjson
 from arq.connections import RedisSettings
 from arq.worker import func
 
-from . import heartbeat, logs, registry
+from . import heartbeat, logs, registry, wake
 from .execution import WorkerState, run
 from .settings import Settings
-from .store import Store, connect
+from .store import RECONNECT_ERRORS, Store, connect, reconnecting
 from .transitions import ARQ_FUNCTION
 
 settings = Settings()
 registry.load(settings.task_modules)
+wake.install()
 ARQ_GRACE_S = 60
 
 
 async def startup(ctx: dict[str, Any]) -> None:
     logs.configure(settings.log_json)
-    state = WorkerState(Store(connect(settings), settings), f"{socket.gethostname()}-{os.getpid()}-{uuid.uuid4().hex[:6]}")
+    store = Store(connect(settings, resilient=True), settings)
+    state = WorkerState(store, f"{socket.gethostname()}-{os.getpid()}-{uuid.uuid4().hex[:6]}")
     ctx["taskdeck"] = state
     await heartbeat.beat(state)
-    ctx["taskdeck_heartbeat"] = asyncio.create_task(heartbeat.run(state))
+    ctx["taskdeck_tasks"] = [asyncio.create_task(heartbeat.run(state)),
+                             asyncio.create_task(wake.listen(store.redis, store.keys.wake))]
 
 
 async def shutdown(ctx: dict[str, Any]) -> None:
     state: WorkerState | None = ctx.get("taskdeck")
     if state is None:
         return
-    await heartbeat.stop(state, ctx["taskdeck_heartbeat"])
+    await heartbeat.stop(state, ctx["taskdeck_tasks"])
     await state.store.redis.aclose()
+
+
+def redis_settings() -> RedisSettings:
+    """ARQ's connection, told to wait out a Redis restart instead of ending the worker (ARQ's default)."""
+    arq_redis = RedisSettings.from_dsn(settings.url)
+    arq_redis.retry, arq_redis.retry_on_error = reconnecting(), RECONNECT_ERRORS
+    arq_redis.conn_retries = 30
+    return arq_redis
 
 
 def longest_timeout() -> float:
@@ -48,7 +59,7 @@ def longest_timeout() -> float:
 
 class WorkerSettings:
     functions = [func(run, name=ARQ_FUNCTION, timeout=longest_timeout() + ARQ_GRACE_S, max_tries=1_000_000)]
-    redis_settings = RedisSettings.from_dsn(settings.url)
+    redis_settings = redis_settings()
     queue_name = settings.queue_name
     on_startup = startup
     on_shutdown = shutdown

@@ -110,6 +110,7 @@ if spec.metrics then
 end
 
 for _, call in ipairs(spec.calls or {}) do redis.call(unpack(call)) end
+if spec.wake then redis.call('PUBLISH', prefix .. 'wake', 1) end
 
 if spec.event then
   local entry = {'job', id, 'type', jtype, 'user', user, 'status', new or old}
