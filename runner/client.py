@@ -119,18 +119,22 @@ class AsyncClient:
 
     async def retry(self, job_id: str, by: str | None = None) -> Job:
         """Run a failed or cancelled job again, under the same id, with a fresh set of attempts."""
+        deadline = time.monotonic() + self.settings.cancel_wait_s
         async with self.store.guard("nothing was retried"):
-            job = await self.get(job_id)
-            if job.status not in (JobStatus.failed, JobStatus.cancelled):
-                raise InvalidTransition(f"job {job_id} is {job.status}; only failed or cancelled jobs can be retried")
-            task_type = registry.get(job.type)
-            now = utcnow()
-            spec = transitions.retry(job, by or self.user, now, self.store.keys, task_type.steps,
-                                     task_type.max_attempts, self.settings.priority_aging_s)
-            applied, status = await self.store.apply(job_id, spec, now)
-            if not applied:
-                raise InvalidTransition(f"job {job_id} changed to {status} meanwhile; nothing was retried")
-            return await self.get(job_id)
+            while True:
+                job = await self.get(job_id)
+                if job.status not in (JobStatus.failed, JobStatus.cancelled):
+                    raise InvalidTransition(f"job {job_id} is {job.status}; only failed or cancelled jobs can be retried")
+                task_type = registry.get(job.type)
+                now = utcnow()
+                spec = transitions.retry(job, by or self.user, now, self.store.keys, task_type.steps,
+                                         task_type.max_attempts, self.settings.priority_aging_s)
+                applied, _ = await self.store.apply(job_id, spec, now)
+                if applied:
+                    return await self.get(job_id)
+                if time.monotonic() > deadline:
+                    raise InvalidTransition(f"job {job_id} is still finishing its last attempt; retry it in a moment")
+                await asyncio.sleep(0.02)
 
     async def wait_terminal(self, job_id: str, timeout: float) -> Job:
         """Poll the record until it is final or `timeout` seconds pass; returns it as it then is."""

@@ -41,7 +41,7 @@ class Settings(BaseSettings):
 
     log_json: bool = Field(False, description="Worker transition logs as JSON lines.")
     local_user: str = Field("admin@local", description="Who acts when no user is given.")
-    redis_timeout_s: float = Field(5.0, gt=0, description="Socket timeout of every Redis call.")
+    redis_timeout_s: float = Field(3.0, gt=0, description="Socket timeout of every Redis call.")
 
     @property
     def url(self) -> str:

@@ -190,7 +190,11 @@ def lost(job: Job, record: Attempt, now: datetime, keys: Keys, aging_s: float) -
 
 def retry(job: Job, by: str, now: datetime, keys: Keys, steps: tuple[str, ...], attempts: int,
           aging_s: float) -> dict[str, Any]:
-    """A manual retry of a failed or cancelled job: the same id, queued again with fresh attempts."""
+    """A manual retry of a failed or cancelled job: the same id, queued again with fresh attempts.
+
+    Refused while ARQ still holds the last attempt (its in-progress key): ARQ's own clean-up of that
+    attempt would otherwise delete the job just queued again.
+    """
     fields = {
         "retried_from": job.status.value, "retried_by": by, "retried_at": now, "updated_at": now,
         "max_attempts": job.attempts + attempts, "progress": 0.0, "current_step": None, "steps": fresh_steps(steps),
@@ -199,6 +203,7 @@ def retry(job: Job, by: str, now: datetime, keys: Keys, steps: tuple[str, ...], 
     }
     return {
         "from": [JobStatus.failed, JobStatus.cancelled], "match": {"attempts": job.attempts},
+        "absent": [keys.arq_in_progress(job.id)],
         "set": encode(fields), "status": JobStatus.queued, "metrics": counters(job, "manual_retry"),
         "event": {"event": "retried", "by": by},
         "calls": [["DEL", keys.artifact(job.id)], *enqueue_calls(keys, job.id, job.priority, now, aging_s)],
