@@ -2,6 +2,7 @@
 from .client import AsyncClient, Client
 from .context import TaskContext
 from .errors import (
+    Fatal,
     InvalidPayload,
     InvalidTransition,
     JobNotFound,
@@ -10,7 +11,6 @@ from .errors import (
     TaskdeckError,
     UnknownTaskType,
 )
-from .execution import Fatal
 from .models import Job, JobStatus, Priority, Stats
 from .registry import Backoff, task
 from .settings import Settings

@@ -12,7 +12,7 @@ from pydantic import ValidationError
 
 from . import registry, transitions, wake
 from .context import TaskContext
-from .errors import TaskdeckError, UnknownTaskType
+from .errors import Fatal, UnknownTaskType
 from .logs import log_transition
 from .models import Attempt, Job, JobStatus, StepStatus, utcnow
 from .store import Store, dumps
@@ -30,10 +30,6 @@ class WorkerState:
         self.running: dict[str, int] = {}
         self.done = 0
         self.failed = 0
-
-
-class Fatal(TaskdeckError):
-    """Raised by a task (or the worker) when another attempt cannot help: the job fails at once."""
 
 
 async def run(ctx: dict[str, Any]) -> None:
