@@ -8,10 +8,9 @@ import uuid
 from collections.abc import Coroutine, Iterable
 from typing import Any, TypeVar
 
-import orjson
-from pydantic import BaseModel, ValidationError
+from pydantic import BaseModel
 
-from . import registry, transitions
+from . import payloads, registry, transitions
 from .errors import InvalidPayload, InvalidTransition, JobNotFound
 from .models import ACTIVE, TERMINAL, Job, JobStatus, Priority, Stats, WorkerInfo, utcnow
 from .registry import TaskType
@@ -59,7 +58,7 @@ class AsyncClient:
     ) -> Job:
         """Validate and enqueue a job; nothing is written unless all of it is."""
         task_type = registry.get(type)
-        data = validate_payload(task_type, payload, self.settings.max_payload_bytes)
+        data = payloads.validate(task_type, payload, self.settings.max_payload_bytes, self.settings.max_payload_depth)
         now = utcnow()
         job = Job(
             id=uuid.uuid4().hex, type=type, payload=data, user_id=user or self.user, org_id=org,
@@ -212,32 +211,6 @@ def parse_statuses(status: JobStatus | str | Iterable[JobStatus | str] | None) -
         return [JobStatus(v) for v in values]
     except ValueError:
         raise InvalidPayload(f"status must be one of: {', '.join(JobStatus)} (or 'active'); got {status!r}") from None
-
-
-def validate_payload(task_type: TaskType, payload: Any, max_bytes: int) -> dict[str, Any]:
-    """The type's model, validated and dumped to JSON-ready data; every error names the field and the limit."""
-    if isinstance(payload, BaseModel):
-        payload = payload.model_dump(mode="json")
-    try:
-        raw = payload if isinstance(payload, (str, bytes)) else orjson.dumps(payload or {})
-    except TypeError as e:
-        raise InvalidPayload(f"payload for {task_type.name} is not JSON-serialisable: {e}") from None
-    size = len(raw.encode() if isinstance(raw, str) else raw)
-    if size > max_bytes:
-        raise InvalidPayload(f"payload for {task_type.name} is {size:,} bytes; the limit is {max_bytes:,} "
-                             "(TASKDECK_MAX_PAYLOAD_BYTES)")
-    try:
-        return task_type.payload.model_validate_json(raw).model_dump(mode="json")
-    except ValidationError as e:
-        raise InvalidPayload(f"invalid payload for {task_type.name}: {describe(e)}", errors=e.errors()) from None
-
-
-def describe(error: ValidationError) -> str:
-    parts = []
-    for item in error.errors(include_url=False):
-        where = ".".join(str(p) for p in item["loc"]) or "payload"
-        parts.append(f"{where}: {item['msg']}")
-    return "; ".join(parts)
 
 
 class Client:

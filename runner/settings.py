@@ -34,6 +34,7 @@ class Settings(BaseSettings):
     cancel_wait_s: float = Field(1.5, ge=0, description="How long cancel() waits to see a running job stop.")
 
     max_payload_bytes: int = Field(1_000_000, ge=1, description="Largest accepted payload, as JSON.")
+    max_payload_depth: int = Field(32, ge=2, description="Deepest nesting of lists and objects in a payload.")
     max_result_bytes: int = Field(256_000, ge=1, description="Results larger than this are kept as an artifact.")
     max_partial_bytes: int = Field(64_000, ge=1, description="Cap on a running job's partial output.")
     max_traceback_chars: int = Field(8_000, ge=100, description="Cap on each stored traceback.")

@@ -17,8 +17,8 @@ REJECTED = [
     ("DEMO", {"output": "x" * 10_001}, InvalidPayload, "output: String should have at most 10000 characters"),
     ("DEMO", {"surprise": 1}, InvalidPayload, "surprise: Extra inputs are not permitted"),
     ("DEMO", {"duration_s": "soon"}, InvalidPayload, "duration_s: Input should be a valid number"),
-    ("DEMO", "{not json", InvalidPayload, "Invalid JSON"),
-    ("DEMO", "[1, 2]", InvalidPayload, "payload"),
+    ("DEMO", "{not json", InvalidPayload, "payload for DEMO is not valid JSON"),
+    ("DEMO", "[1, 2]", InvalidPayload, "payload for DEMO must be a JSON object, not list"),
     ("NO_SUCH_TYPE", {}, Exception, "unknown task type 'NO_SUCH_TYPE'; registered types: DEMO"),
 ]
 
