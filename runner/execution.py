@@ -7,6 +7,7 @@ import traceback
 from datetime import timedelta
 from typing import Any
 
+import orjson
 from arq import Retry
 from pydantic import ValidationError
 
@@ -49,7 +50,12 @@ async def run(ctx: dict[str, Any]) -> None:
 
 
 async def execute(state: WorkerState, job_id: str) -> None:
-    job = await state.store.load(job_id)
+    try:
+        job = await state.store.load(job_id)
+    except (ValidationError, orjson.JSONDecodeError) as e:
+        await state.store.apply(job_id, transitions.unreadable(job_id, str(e), utcnow(), state.store.keys))
+        logger.error("job %s: its record cannot be read (%s); failed", job_id, e)
+        return
     if job is None or job.status.terminal:
         return
     if job.cancel_requested_by:

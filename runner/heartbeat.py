@@ -1,5 +1,5 @@
 """A worker's background duties: renew its jobs' leases, say it is alive, recover jobs of dead
-workers, and delete finished jobs past their retention.
+workers, queue again jobs whose ARQ entry was lost, and delete finished jobs past their retention.
 
 The lease is ARQ's own in-progress key, shortened to `lease_s` when a job starts and renewed here
 every `lease_s / 3`. When a worker dies its keys lapse, ARQ hands the job to the next worker that
@@ -24,17 +24,22 @@ PRUNE_BATCH = 500
 
 async def run(state: WorkerState) -> None:
     interval = state.store.settings.lease_s / 3
-    last_prune = 0.0
     while True:
         try:
             await beat(state)
             await reap(state)
-            if time.monotonic() - last_prune > 60:
+            if await turn(state, "sweep", state.store.settings.lease_s):
+                await sweep(state)
                 await prune(state)
-                last_prune = time.monotonic()
         except Exception:
             logger.exception("heartbeat failed; trying again in %.1f s", interval)
         await asyncio.sleep(interval)
+
+
+async def turn(state: WorkerState, duty: str, every_s: float) -> bool:
+    """True for one worker of all every `every_s` seconds: duties that need doing once, not by each."""
+    key = f"{state.store.keys.prefix}duty:{duty}"
+    return bool(await state.store.redis.set(key, state.id, nx=True, px=int(every_s * 1000)))
 
 
 async def beat(state: WorkerState, alive: bool = True) -> None:
@@ -81,6 +86,28 @@ async def reap(state: WorkerState) -> int:
             logger.warning("job %s %s: worker %s lost; %s", job_id, job.type, job.worker,
                            "cancelled as requested" if job.cancel_requested_by else "back in the queue")
     return reaped
+
+
+async def sweep(state: WorkerState, batch: int = 500) -> int:
+    """Queue again the waiting jobs whose ARQ queue entry is gone (ARQ dropped an unreadable job, or
+    its keys were lost); each such loss costs an attempt, so a job that keeps losing it ends failed."""
+    store, keys = state.store, state.store.keys
+    orphans: list[str] = []
+    for status in (JobStatus.queued, JobStatus.retrying):
+        start = 0
+        while ids := await store.redis.zrange(keys.status(status), start, start + batch - 1):
+            scores = await store.redis.zmscore(keys.queue, ids)
+            orphans += [job_id for job_id, score in zip(ids, scores) if score is None]
+            start += batch
+    for job_id in orphans:
+        job = await store.load(job_id)
+        if job is None or job.status not in (JobStatus.queued, JobStatus.retrying):
+            continue
+        spec = transitions.orphaned(job, utcnow(), keys, store.settings.priority_aging_s)
+        applied, _ = await store.apply(job_id, spec)
+        if applied:
+            logger.warning("job %s %s: its ARQ queue entry was gone; queued again", job_id, job.type)
+    return len(orphans)
 
 
 async def prune(state: WorkerState) -> int:

@@ -188,6 +188,34 @@ def lost(job: Job, record: Attempt, now: datetime, keys: Keys, aging_s: float) -
     return spec
 
 
+def unreadable(job_id: str, error: str, now: datetime, keys: Keys) -> dict[str, Any]:
+    """A record that no longer parses as a Job (edited by hand, or written by another version)."""
+    return {
+        "from": ACTIVE_NAMES, "status": JobStatus.failed,
+        "set": encode({"last_error": f"job record unreadable: {error[:500]}", "completed_at": now, "updated_at": now}),
+        "event": {"event": "failed", "error": "job record unreadable"},
+        "calls": dequeue_calls(keys, job_id),
+    }
+
+
+def orphaned(job: Job, now: datetime, keys: Keys, aging_s: float) -> dict[str, Any]:
+    """A waiting job missing from ARQ's queue: written back to it, at the cost of one attempt."""
+    record = Attempt(number=job.attempts + 1, started_at=now, finished_at=now, outcome="lost",
+                     error="its ARQ queue entry was missing or unreadable")
+    charged = job.model_copy(update={"attempts": job.attempts + 1})
+    if charged.attempts >= job.max_attempts:
+        spec = fail(job, record, now, keys, retry_at=None)
+    else:
+        spec = {"from": [job.status], "match": {"attempts": job.attempts}, "status": JobStatus.queued,
+                "set": encode({"updated_at": now, "last_error": record.error, f"attempt:{record.number}": record}),
+                "event": {"event": "lost", "attempt": record.number},
+                "calls": enqueue_calls(keys, job.id, job.priority, now, aging_s), "wake": True}
+    spec["incr"] = {"attempts": 1}
+    spec["not_in"] = [keys.queue]
+    spec["metrics"] = spec.get("metrics", {}) | counters(job, "lost")
+    return spec
+
+
 def retry(job: Job, by: str, now: datetime, keys: Keys, steps: tuple[str, ...], attempts: int,
           aging_s: float) -> dict[str, Any]:
     """A manual retry of a failed or cancelled job: the same id, queued again with fresh attempts.

@@ -48,6 +48,9 @@ end
 for _, key in ipairs(spec.absent or {}) do
   if redis.call('EXISTS', key) == 1 then return {0, old} end
 end
+for _, key in ipairs(spec.not_in or {}) do
+  if redis.call('ZSCORE', key, id) then return {0, old} end
+end
 
 local score
 if spec.create then
