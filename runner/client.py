@@ -153,18 +153,18 @@ class AsyncClient:
             for s in JobStatus:
                 pipe.zcard(keys.status(s))
             for m in minutes:
-                pipe.hmget(keys.metrics("1m", m), ["completed", "failed"])
+                pipe.hmget(keys.metrics("1m", m), ["completed", "failed", "lost"])
             pipe.zcount(keys.workers, now, "+inf")
             pipe.zcard(keys.dead)
             rows = await pipe.execute()
         depth, by_status = rows[:3], rows[3:9]
         buckets = [[float(v or 0) for v in row] for row in rows[9:69]]
-        done, failed = sum(b[0] for b in buckets), sum(b[1] for b in buckets)
-        recent = sum(sum(b) for b in buckets[:5])
+        done, failed, lost = (sum(b[i] for b in buckets) for i in range(3))
+        recent = sum(b[0] + b[1] for b in buckets[:5])
         return Stats(
             queue_depth=dict(zip(Priority, depth)), by_status=dict(zip(JobStatus, by_status)),
             success_rate_1h=done / (done + failed) if done + failed else None,
-            throughput_per_min=recent / 5, workers_alive=rows[69], dead_letter=rows[70],
+            throughput_per_min=recent / 5, workers_alive=rows[69], dead_letter=rows[70], lost_1h=int(lost),
         )
 
     async def workers(self) -> list[WorkerInfo]:

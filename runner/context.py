@@ -2,6 +2,8 @@
 from __future__ import annotations
 
 import asyncio
+import os
+import signal
 import time
 from collections.abc import AsyncIterator, Awaitable, Callable
 from contextlib import asynccontextmanager, suppress
@@ -9,6 +11,7 @@ from datetime import datetime, timedelta
 from typing import Any
 
 from .models import Step, StepStatus, utcnow
+from .redis_server import die_with_parent
 
 Flush = Callable[[dict[str, Any]], Awaitable[None]]
 
@@ -88,6 +91,22 @@ class TaskContext:
         merged = (self.partial or "") + text if append else text
         self.partial = merged[: self._partial_cap]
         await self._changed()
+
+    async def run_process(self, *args: str, cwd: str | None = None) -> tuple[int, str]:
+        """Run a program as part of the task: (exit code, output). If the attempt is cancelled or times
+        out, the program and everything it started are killed; so is it if the worker dies."""
+        proc = await asyncio.create_subprocess_exec(
+            *args, cwd=cwd, stdout=asyncio.subprocess.PIPE, stderr=asyncio.subprocess.STDOUT,
+            start_new_session=True, preexec_fn=die_with_parent,
+        )
+        try:
+            out, _ = await proc.communicate()
+        except BaseException:
+            with suppress(ProcessLookupError):
+                os.killpg(proc.pid, signal.SIGKILL)
+            await asyncio.shield(proc.wait())
+            raise
+        return proc.returncode or 0, out.decode(errors="replace")
 
     def eta(self) -> datetime | None:
         elapsed = (utcnow() - self.started_at).total_seconds()

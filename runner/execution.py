@@ -29,6 +29,7 @@ class WorkerState:
         self.store = store
         self.id = worker_id
         self.running: dict[str, int] = {}
+        self.suspects: set[str] = set()
         self.done = 0
         self.failed = 0
 

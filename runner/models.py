@@ -104,6 +104,7 @@ class Stats(BaseModel):
     throughput_per_min: float = Field(description="Jobs finished per minute, averaged over the last 5 minutes.")
     workers_alive: int
     dead_letter: int
+    lost_1h: int = Field(0, description="Attempts lost with their worker in the last hour: each one a re-run.")
 
 
 class WorkerInfo(BaseModel):

@@ -55,3 +55,13 @@ async def chatty(ctx: TaskContext, payload: SleepPayload) -> dict[str, int]:
 async def kill_worker(ctx: TaskContext, payload: Empty) -> None:
     """Kills its own worker process, like a segfault or the OOM killer would."""
     os.kill(os.getpid(), signal.SIGKILL)
+
+
+class ProcessPayload(BaseModel):
+    pid_file: str
+
+
+@task("TEST_SUBPROCESS", payload=ProcessPayload, timeout_s=1.0, max_attempts=1)
+async def subprocess_task(ctx: TaskContext, payload: ProcessPayload) -> None:
+    """Starts a program that would run for a minute, and outlives its 1 s timeout."""
+    await ctx.run_process("sh", "-c", f"echo $$ > {payload.pid_file}; exec sleep 60")
