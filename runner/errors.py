@@ -32,6 +32,10 @@ class LimitExceeded(TaskdeckError):
     """A limit refused the submit; the message says which and when to try again."""
 
 
+class Unavailable(TaskdeckError):
+    """The task type needs something this deployment has not configured (e.g. an LLM endpoint)."""
+
+
 class Fatal(TaskdeckError):
     """Raised by a task when another attempt cannot help: the job fails at once, without retries."""
 

@@ -43,6 +43,7 @@ class TaskType:
     backoff: Backoff = field(default_factory=Backoff)
     priority: Priority = Priority.normal
     description: str = ""
+    requires: tuple[str, ...] = ()  # Settings fields that must be set for this type to run (admission.py)
 
     def schema(self) -> dict[str, Any]:
         return self.payload.model_json_schema()
@@ -61,6 +62,7 @@ def task(
     backoff: Backoff | None = None,
     priority: Priority | str = Priority.normal,
     description: str = "",
+    requires: Iterable[str] = (),
 ) -> Callable[[TaskFunction], TaskFunction]:
     """Register the decorated `async def fn(ctx, payload)` as task type `name`."""
 
@@ -76,6 +78,7 @@ def task(
             backoff=backoff or Backoff(),
             priority=Priority(priority),
             description=description or (doc[0] if doc else ""),
+            requires=tuple(requires),
         )
         return function
 

@@ -40,9 +40,39 @@ class Settings(BaseSettings):
     max_traceback_chars: int = Field(8_000, ge=100, description="Cap on each stored traceback.")
     events_maxlen: int = Field(50_000, ge=100, description="Approximate length cap of the event stream.")
 
+    production: bool = Field(False, description="Workers refuse a Redis without persistence or with eviction.")
     log_json: bool = Field(False, description="Worker transition logs as JSON lines.")
     local_user: str = Field("admin@local", description="Who acts when no user is given.")
     redis_timeout_s: float = Field(3.0, gt=0, description="Socket timeout of every Redis call.")
+
+    llm_base_url: str | None = Field(None, description="OpenAI-compatible endpoint, e.g. https://api.openai.com/v1; "
+                                     "unset: the generative task types are listed but refused.")
+    llm_api_key: str | None = Field(None, repr=False, description="Key for the endpoint (a local Ollama needs none).")
+    llm_model: str | None = Field(None, description="Model the endpoint serves, e.g. gpt-4o-mini.")
+    llm_timeout_s: float = Field(120.0, gt=0, description="Longest one try of one LLM call may take.")
+    llm_max_tries: int = Field(4, ge=1, description="Tries of one call on 5xx, timeouts and broken replies.")
+    llm_throttle_wait_s: float = Field(600.0, ge=0, description="How long one call waits out 429s before failing.")
+    llm_retry_after_cap_s: float = Field(60.0, gt=0, description="Longest single wait a Retry-After may ask for.")
+    llm_structured_output: str = Field("auto", pattern="^(auto|json_schema|json_object|text)$",
+                                       description="How replies are held to the result schema; auto falls back "
+                                       "to JSON in text when the endpoint refuses json_schema.")
+    llm_parse_retries: int = Field(2, ge=0, description="Re-asks when a reply does not fit the result model.")
+    llm_temperature: float | None = Field(None, ge=0, le=2, description="Sampling temperature; unset: the model's.")
+    llm_rpm: int = Field(0, ge=0, description="Requests per minute shared by all workers; 0: no limit.")
+    llm_tpm: int = Field(0, ge=0, description="Tokens per minute shared by all workers; 0: no limit.")
+    llm_breaker_failures: int = Field(5, ge=1, description="Consecutive failures that open the circuit breaker.")
+    llm_breaker_cooldown_s: float = Field(30.0, gt=0, description="How long an open breaker fails calls fast.")
+    llm_user_tokens_per_hour: int = Field(0, ge=0, description="LLM tokens one user may use per clock hour, "
+                                          "checked at submit; 0: no quota.")
+    llm_prices: dict[str, tuple[float, float]] = Field(
+        default_factory=lambda: {
+            "gpt-4o-mini": (0.15, 0.60), "gpt-4o": (2.50, 10.00), "gpt-4.1-nano": (0.10, 0.40),
+            "gpt-4.1-mini": (0.40, 1.60), "gpt-4.1": (2.00, 8.00), "gpt-5-mini": (0.25, 2.00), "gpt-5": (1.25, 10.00),
+            "gemini-2.0-flash": (0.10, 0.40), "gemini-2.5-flash": (0.30, 2.50), "gemini-2.5-pro": (1.25, 10.00),
+        },
+        description="USD per million input and output tokens by model name (longest matching prefix wins); "
+                    "models not listed cost 0 (local ones).",
+    )
 
     @property
     def url(self) -> str:

@@ -68,6 +68,7 @@ def connect(settings: Settings, resilient: bool = False) -> Redis:
         socket_connect_timeout=min(2.0, settings.redis_timeout_s),
         socket_timeout=settings.redis_timeout_s,
         health_check_interval=30,
+        **({"ssl_check_hostname": True} if settings.url.startswith("rediss://") else {}),
         **({"retry": reconnecting(), "retry_on_error": RECONNECT_ERRORS} if resilient else {}),
     )
 

@@ -6,6 +6,7 @@ the job's record and runs its registered task type. Job data is JSON, never pick
 from __future__ import annotations
 
 import asyncio
+import logging
 import os
 import socket
 import uuid
@@ -15,12 +16,13 @@ import orjson
 from arq.connections import RedisSettings
 from arq.worker import func
 
-from . import heartbeat, logs, registry, wake
+from . import durability, heartbeat, logs, registry, wake
 from .execution import WorkerState, run
 from .settings import Settings
 from .store import RECONNECT_ERRORS, Store, connect, reconnecting
 from .transitions import ARQ_FUNCTION
 
+logger = logging.getLogger("taskdeck.worker")
 settings = Settings()
 registry.load(settings.task_modules)
 wake.install()
@@ -30,6 +32,9 @@ ARQ_GRACE_S = 60
 async def startup(ctx: dict[str, Any]) -> None:
     logs.configure(settings.log_json)
     store = Store(connect(settings, resilient=True), settings)
+    if settings.production and (found := await durability.problems(store.redis)):
+        logger.error("refusing to start: this Redis can lose jobs: %s (TASKDECK_PRODUCTION is set)", "; ".join(found))
+        raise SystemExit(1)
     state = WorkerState(store, f"{socket.gethostname()}-{os.getpid()}-{uuid.uuid4().hex[:6]}")
     ctx["taskdeck"] = state
     await heartbeat.beat(state)
@@ -50,6 +55,7 @@ def redis_settings() -> RedisSettings:
     arq_redis = RedisSettings.from_dsn(settings.url)
     arq_redis.retry, arq_redis.retry_on_error = reconnecting(), RECONNECT_ERRORS
     arq_redis.conn_retries = 30
+    arq_redis.ssl_check_hostname = arq_redis.ssl
     return arq_redis
 
 

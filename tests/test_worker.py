@@ -7,7 +7,7 @@ from pathlib import Path
 
 import pytest
 
-from runner import Client, JobStatus
+from runner import Client, JobStatus, Settings
 from tests.polling import wait_until
 
 
@@ -61,3 +61,31 @@ def test_workers_alive_counts_heartbeats(client: Client, start_worker) -> None:
     proc.wait(15)
     assert client.stats().workers_alive == 0
     assert not client.workers()[0].alive
+
+
+def test_production_worker_refuses_a_redis_that_can_lose_jobs(start_worker, tmp_path: Path) -> None:
+    """The test Redis runs without AOF: a production worker must refuse it, saying why."""
+    proc = start_worker(TASKDECK_PRODUCTION="true")
+    assert proc.wait(20) != 0
+    log = (tmp_path / "worker-0.log").read_text()
+    assert "refusing to start: this Redis can lose jobs: it keeps no data on disk" in log
+    assert "set appendonly yes" in log
+
+
+def test_production_worker_accepts_aof_and_noeviction(start_worker, tmp_path: Path) -> None:
+    from runner import redis_server
+    from tests.conftest import free_port
+
+    port = free_port()
+    server = redis_server.start(tmp_path / "aof", port, persistent=True)
+    try:
+        url = f"redis://127.0.0.1:{port}/0"
+        proc = start_worker(REDIS_URL=url, TASKDECK_PRODUCTION="true")
+        with Client(Settings(redis_url=url)) as client:
+            job = client.submit("DEMO", {"duration_s": 0})
+            assert client.wait_terminal(job.id, 15).status is JobStatus.completed
+        proc.send_signal(signal.SIGTERM)
+        assert proc.wait(15) == 0
+    finally:
+        server.terminate()
+        server.wait(10)
