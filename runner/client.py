@@ -243,8 +243,15 @@ class Client:
     def get(self, job_id: str) -> Job:
         return self._call(self.aio.get(job_id))
 
-    def list(self, **filters: Any) -> list[Job]:
-        return self._call(self.aio.list(**filters))
+    def list(
+        self,
+        status: JobStatus | str | Iterable[JobStatus | str] | None = None,
+        type: str | None = None,
+        user: str | None = None,
+        limit: int = 50,
+        offset: int = 0,
+    ) -> list[Job]:
+        return self._call(self.aio.list(status, type, user, limit, offset))
 
     def cancel(self, job_id: str, by: str | None = None) -> Job:
         return self._call(self.aio.cancel(job_id, by))
