@@ -2,6 +2,7 @@
 from .client import AsyncClient, Client
 from .context import TaskContext
 from .errors import (
+    AccessDenied,
     Fatal,
     InvalidPayload,
     InvalidTransition,
@@ -9,6 +10,7 @@ from .errors import (
     LimitExceeded,
     RedisUnavailable,
     TaskdeckError,
+    Unavailable,
     UnknownTaskType,
 )
 from .models import Job, JobStatus, Priority, Stats
@@ -16,7 +18,7 @@ from .registry import Backoff, task
 from .settings import Settings
 
 __all__ = [
-    "AsyncClient", "Backoff", "Client", "Fatal", "InvalidPayload", "InvalidTransition", "Job", "JobNotFound",
+    "AccessDenied", "AsyncClient", "Backoff", "Client", "Fatal", "InvalidPayload", "InvalidTransition", "Job", "JobNotFound",
     "JobStatus", "LimitExceeded", "Priority", "RedisUnavailable", "Settings", "Stats", "TaskContext",
-    "TaskdeckError", "UnknownTaskType", "task",
+    "TaskdeckError", "Unavailable", "UnknownTaskType", "task",
 ]

@@ -10,8 +10,9 @@ from typing import Any, TypeVar
 
 from pydantic import BaseModel
 
-from . import payloads, registry, transitions
-from .errors import InvalidPayload, InvalidTransition, JobNotFound
+from . import access, admission, payloads, registry, transitions
+from .access import Action
+from .errors import AccessDenied, InvalidPayload, InvalidTransition, JobNotFound
 from .models import ACTIVE, TERMINAL, Job, JobStatus, Priority, Stats, WorkerInfo, utcnow
 from .registry import TaskType
 from .settings import Settings
@@ -25,7 +26,8 @@ class AsyncClient:
 
     def __init__(self, settings: Settings | None = None, user: str | None = None) -> None:
         self.settings = settings or Settings()
-        self.user = user or self.settings.local_user
+        self.principal = access.principal(self.settings, user)
+        self.user = self.principal.email
         registry.load(self.settings.task_modules)
         self._store: Store | None = None
 
@@ -57,15 +59,19 @@ class AsyncClient:
         idempotency_key: str | None = None,
     ) -> Job:
         """Validate and enqueue a job; nothing is written unless all of it is."""
+        self.principal.require(Action.submit)
+        if user and not self.principal.acts_on(user.lower()):
+            raise AccessDenied(f"{self.user} may not submit on behalf of {user} (role {self.principal.role})")
         task_type = registry.get(type)
+        await admission.check(self.store, task_type, (user or self.user).lower())
         data = payloads.validate(task_type, payload, self.settings.max_payload_bytes, self.settings.max_payload_depth)
         now = utcnow()
         job = Job(
-            id=uuid.uuid4().hex, type=type, payload=data, user_id=user or self.user, org_id=org,
+            id=uuid.uuid4().hex, type=type, payload=data, user_id=(user or self.user).lower(), org_id=org,
             status=JobStatus.queued, priority=parse_priority(priority, task_type), max_attempts=task_type.max_attempts,
             steps=transitions.fresh_steps(task_type.steps), queued_at=now, updated_at=now,
         )
-        spec = transitions.create(job, self.store.keys, self.settings.priority_aging_s)
+        spec = transitions.create(job, self.store.keys, self.settings.priority_aging_s, by=self.user)
         if idempotency_key:
             spec["create"]["idempotency"] = [self.store.keys.idempotency(idempotency_key),
                                              self.settings.idempotency_window_s]
@@ -76,9 +82,11 @@ class AsyncClient:
         return job
 
     async def get(self, job_id: str) -> Job:
+        """One job's record; another user's job answers like a missing one."""
+        self.principal.require(Action.read)
         async with self.store.guard():
             job = await self.store.load(job_id) if valid_id(job_id) else None
-        if job is None:
+        if job is None or not self.principal.sees(job.user_id):
             raise JobNotFound(f"job {job_id!r} not found; `python -m runner list` shows recent jobs")
         return job
 
@@ -91,6 +99,11 @@ class AsyncClient:
         offset: int = 0,
     ) -> list[Job]:
         """Jobs newest first, from the indexes; `status` may be one status or several."""
+        self.principal.require(Action.read)
+        if not self.principal.can(Action.read_all):
+            if user and user.lower() != self.user:
+                return []
+            user = self.user
         statuses = parse_statuses(status)
         keys = self.store.keys
         filters = [*([keys.type(type)] if type else []), *([keys.user(user)] if user else [])]
@@ -100,10 +113,11 @@ class AsyncClient:
 
     async def cancel(self, job_id: str, by: str | None = None) -> Job:
         """Cancel a queued job (it never starts) or abort a running one; returns within cancel_wait_s."""
+        self.principal.require(Action.cancel)
         by = by or self.user
         async with self.store.guard():
             for _ in range(5):
-                job = await self.get(job_id)
+                job = await self.owned(job_id)
                 if job.status in TERMINAL:
                     raise InvalidTransition(f"job {job_id} is already {job.status}; only queued or running jobs can be cancelled")
                 now = utcnow()
@@ -118,10 +132,11 @@ class AsyncClient:
 
     async def retry(self, job_id: str, by: str | None = None) -> Job:
         """Run a failed or cancelled job again, under the same id, with a fresh set of attempts."""
+        self.principal.require(Action.retry)
         deadline = time.monotonic() + self.settings.cancel_wait_s
         async with self.store.guard("nothing was retried"):
             while True:
-                job = await self.get(job_id)
+                job = await self.owned(job_id)
                 if job.status not in (JobStatus.failed, JobStatus.cancelled):
                     raise InvalidTransition(f"job {job_id} is {job.status}; only failed or cancelled jobs can be retried")
                 task_type = registry.get(job.type)
@@ -134,6 +149,20 @@ class AsyncClient:
                 if time.monotonic() > deadline:
                     raise InvalidTransition(f"job {job_id} is still finishing its last attempt; retry it in a moment")
                 await asyncio.sleep(0.02)
+
+    async def owned(self, job_id: str) -> Job:
+        """A job the acting user may act on (their own, or any for an admin); else not found."""
+        job = await self.get(job_id)
+        if not self.principal.acts_on(job.user_id):
+            raise JobNotFound(f"job {job_id!r} not found; `python -m runner list` shows recent jobs")
+        return job
+
+    async def audit(self, limit: int = 100) -> list[dict[str, str]]:
+        """Newest first: who submitted, cancelled and retried what, and when (admins only)."""
+        self.principal.require(Action.audit)
+        async with self.store.guard():
+            rows = await self.store.redis.xrevrange(self.store.keys.audit, count=limit)
+        return [{"at": entry_id.split("-")[0], **fields} for entry_id, fields in rows]
 
     async def wait_terminal(self, job_id: str, timeout: float) -> Job:
         """Poll the record until it is final or `timeout` seconds pass; returns it as it then is."""
@@ -218,7 +247,7 @@ class Client:
 
     def __init__(self, settings: Settings | None = None, user: str | None = None) -> None:
         self.aio = AsyncClient(settings, user)
-        self.settings = self.aio.settings
+        self.settings, self.user = self.aio.settings, self.aio.user
         self._loop = asyncio.new_event_loop()
         self._thread = threading.Thread(target=self._loop.run_forever, name="taskdeck-client", daemon=True)
         self._thread.start()
@@ -264,6 +293,9 @@ class Client:
 
     def stats(self) -> Stats:
         return self._call(self.aio.stats())
+
+    def audit(self, limit: int = 100) -> list[dict[str, str]]:
+        return self._call(self.aio.audit(limit))
 
     def workers(self) -> list[WorkerInfo]:
         return self._call(self.aio.workers())

@@ -28,6 +28,10 @@ class InvalidTransition(TaskdeckError):
     """The job is not in a state that allows the action (e.g. cancelling a completed job)."""
 
 
+class AccessDenied(TaskdeckError):
+    """The acting user's role does not allow the action, or the user is not on the allow-list."""
+
+
 class LimitExceeded(TaskdeckError):
     """A limit refused the submit; the message says which and when to try again."""
 

@@ -12,6 +12,7 @@ class Keys:
         self.dead = f"{prefix}idx:dead"
         self.expiry = f"{prefix}idx:expiry"
         self.events = f"{prefix}events"
+        self.audit = f"{prefix}audit"
         self.wake = f"{prefix}wake"
         self.workers = f"{prefix}workers"  # worker id -> the time until which it counts as alive
 

@@ -2,6 +2,7 @@
 from __future__ import annotations
 
 from pathlib import Path
+from typing import Literal
 
 from pydantic import AliasChoices, Field
 from pydantic_settings import BaseSettings, SettingsConfigDict
@@ -42,7 +43,11 @@ class Settings(BaseSettings):
 
     production: bool = Field(False, description="Workers refuse a Redis without persistence or with eviction.")
     log_json: bool = Field(False, description="Worker transition logs as JSON lines.")
-    local_user: str = Field("admin@local", description="Who acts when no user is given.")
+    local_user: str = Field("admin@local", description="Who acts when no user is given; always an admin.")
+    roles: dict[str, Literal["admin", "staff", "analyst"]] = Field(
+        default_factory=dict,
+        description='Allow-list of email (or pattern, e.g. "*@acme.io") to role, as JSON.',
+    )
     redis_timeout_s: float = Field(3.0, gt=0, description="Socket timeout of every Redis call.")
 
     llm_base_url: str | None = Field(None, description="OpenAI-compatible endpoint, e.g. https://api.openai.com/v1; "

@@ -61,7 +61,7 @@ def counters(job: Job, name: str, **extra: float) -> dict[str, float]:
     return {name: 1, f"{name}:{job.type}": 1, **extra}
 
 
-def create(job: Job, keys: Keys, aging_s: float) -> dict[str, Any]:
+def create(job: Job, keys: Keys, aging_s: float, by: str) -> dict[str, Any]:
     fields = job.model_dump(exclude={"attempt_log", "partial", "status"})
     return {
         "create": {"score": job.queued_at.timestamp(), "type": job.type, "user": job.user_id, "priority": job.priority},
@@ -69,6 +69,7 @@ def create(job: Job, keys: Keys, aging_s: float) -> dict[str, Any]:
         "status": JobStatus.queued,
         "metrics": counters(job, "submitted"),
         "event": {"event": "submitted"},
+        "audit": {"action": "submit", "by": by},
         "calls": enqueue_calls(keys, job.id, job.priority, job.queued_at, aging_s),
         "wake": True,
     }
@@ -138,8 +139,10 @@ def fail(job: Job, record: Attempt, now: datetime, keys: Keys, retry_at: datetim
 def cancelled(job: Job, now: datetime, keys: Keys, by: str | None = None, record: Attempt | None = None) -> dict[str, Any]:
     """Final `cancelled`: a queued job leaves ARQ's queue; a running one was aborted by its worker."""
     fields: dict[str, Any] = {"completed_at": now, "updated_at": now, "eta": None}
+    audit = {}
     if by:
         fields |= {"cancel_requested_by": by, "cancel_requested_at": now}
+        audit = {"audit": {"action": "cancel", "by": by}}
     if record:
         fields |= {"steps": record.steps, f"attempt:{record.number}": record}
     return {
@@ -147,6 +150,7 @@ def cancelled(job: Job, now: datetime, keys: Keys, by: str | None = None, record
         "set": encode(fields), "status": JobStatus.cancelled, "metrics": counters(job, "cancelled"),
         "event": {"event": "cancelled", "by": by or job.cancel_requested_by or "", "step": job.current_step or ""},
         "calls": [] if record else dequeue_calls(keys, job.id),
+        **audit,
     }
 
 
@@ -156,6 +160,7 @@ def cancel_request(job: Job, by: str, now: datetime, keys: Keys) -> dict[str, An
         "from": [JobStatus.processing], "match": {"attempts": job.attempts}, "unless": "cancel_requested_by",
         "set": encode({"cancel_requested_by": by, "cancel_requested_at": now, "updated_at": now}),
         "event": {"event": "cancel_requested", "by": by},
+        "audit": {"action": "cancel", "by": by},
         "calls": [["ZADD", keys.abort, int(now.timestamp() * 1000), job.id]],
         "wake": True,
     }
@@ -234,6 +239,7 @@ def retry(job: Job, by: str, now: datetime, keys: Keys, steps: tuple[str, ...], 
         "absent": [keys.arq_in_progress(job.id)],
         "set": encode(fields), "status": JobStatus.queued, "metrics": counters(job, "manual_retry"),
         "event": {"event": "retried", "by": by},
+        "audit": {"action": "retry", "by": by},
         "calls": [["DEL", keys.artifact(job.id)], *enqueue_calls(keys, job.id, job.priority, now, aging_s)],
         "wake": True,
     }

@@ -91,6 +91,21 @@ def test_demo_from_the_cli_completes_with_three_steps(redis_url: str, worker) ->
 
 def test_cancel_and_retry_from_the_cli(redis_url: str) -> None:
     job_id = cli("submit", "DEMO").stdout.strip()
-    assert json.loads(cli("cancel", job_id, "--json", "--as", "ops@x.io").stdout)["cancel_requested_by"] == "ops@x.io"
+    ops = {"TASKDECK_ROLES": '{"ops@x.io": "admin"}'}
+    assert json.loads(cli("cancel", job_id, "--json", "--as", "ops@x.io", env=ops).stdout)["cancel_requested_by"] == "ops@x.io"
     retried = json.loads(cli("retry", job_id, "--json").stdout)
     assert retried["status"] == "queued" and retried["retried_from"] == "cancelled"
+
+
+def test_acting_as_users_and_their_roles(redis_url: str) -> None:
+    roles = {"TASKDECK_ROLES": '{"*@staff.io": "staff", "ann@x.io": "analyst"}'}
+    mine = cli("submit", "DEMO", "--as", "bob@staff.io", env=roles).stdout.strip()
+    theirs = cli("submit", "DEMO").stdout.strip()
+    listed = json.loads(cli("list", "--json", "--as", "bob@staff.io", env=roles).stdout)
+    assert [j["id"] for j in listed] == [mine]
+    hidden = cli("show", theirs, "--as", "bob@staff.io", env=roles)
+    assert hidden.returncode == 2 and "not found" in hidden.stderr
+    denied = cli("submit", "DEMO", "--as", "ann@x.io", env=roles)
+    assert denied.returncode == 2 and "ann@x.io may not submit jobs (role analyst)" in denied.stderr
+    stranger = cli("list", "--as", "eve@evil.io", env=roles)
+    assert stranger.returncode == 2 and "eve@evil.io is not on the allow-list" in stranger.stderr

@@ -114,6 +114,10 @@ if spec.metrics then
 end
 
 for _, call in ipairs(spec.calls or {}) do redis.call(unpack(call)) end
+if spec.audit then
+  redis.call('XADD', prefix .. 'audit', 'MAXLEN', '~', spec.maxlen, '*', 'job', id, 'type', jtype, 'owner', user,
+    'action', spec.audit.action, 'by', spec.audit.by)
+end
 if spec.wake then redis.call('PUBLISH', prefix .. 'wake', 1) end
 
 if spec.event then
