@@ -27,6 +27,7 @@ class Action(StrEnum):
     cancel = "cancel jobs"
     retry = "retry jobs"
     audit = "read the audit log"
+    settings = "change settings"
 
 
 ALLOWED: dict[Role, frozenset[Action]] = {

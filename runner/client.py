@@ -2,6 +2,7 @@
 from __future__ import annotations
 
 import asyncio
+import math
 import threading
 import time
 import uuid
@@ -12,13 +13,22 @@ from pydantic import BaseModel
 
 from . import access, admission, payloads, registry, transitions
 from .access import Action
-from .errors import AccessDenied, InvalidPayload, InvalidTransition, JobNotFound
+from .errors import AccessDenied, InvalidPayload, LimitExceeded, InvalidTransition, JobNotFound
 from .models import ACTIVE, TERMINAL, Job, JobStatus, Priority, Stats, WorkerInfo, utcnow
 from .registry import TaskType
 from .settings import Settings
 from .store import Store, connect
 
 T = TypeVar("T")
+RELEASE_PARKED = """
+local rows = redis.call('ZRANGE', KEYS[1], 0, -1, 'WITHSCORES')
+for i = 1, #rows, 2 do
+  redis.call('ZADD', KEYS[2], rows[i + 1], rows[i])
+  redis.call('HDEL', ARGV[1] .. 'job:' .. rows[i], 'waiting_reason')
+end
+redis.call('DEL', KEYS[1])
+if #rows > 0 then redis.call('PUBLISH', ARGV[1] .. 'wake', 1) end
+"""
 
 
 class AsyncClient:
@@ -75,11 +85,18 @@ class AsyncClient:
         if idempotency_key:
             spec["create"]["idempotency"] = [self.store.keys.idempotency(idempotency_key),
                                              self.settings.idempotency_window_s]
+        hourly = self.settings.max_submits_per_user_per_hour
+        if hourly:
+            spec["create"]["rate"] = [self.store.keys.rate(job.user_id), hourly, 3600]
         async with self.store.guard("nothing was submitted"):
-            applied, existing = await self.store.apply(job.id, spec, now)
-            if not applied and idempotency_key:
-                return await self.get(existing)
-        return job
+            applied, answer = await self.store.apply(job.id, spec, now)
+        if applied:
+            return job
+        if answer.startswith("rate:"):
+            wait = int(answer.split(":")[1])
+            raise LimitExceeded(f"{job.user_id} has submitted {hourly} jobs in the last hour, the limit "
+                                f"(TASKDECK_MAX_SUBMITS_PER_USER_PER_HOUR); try again in {math.ceil(wait / 60)} min")
+        return await self.get(answer)
 
     async def get(self, job_id: str) -> Job:
         """One job's record; another user's job answers like a missing one."""
@@ -156,6 +173,26 @@ class AsyncClient:
         if not self.principal.acts_on(job.user_id):
             raise JobNotFound(f"job {job_id!r} not found; `python -m runner list` shows recent jobs")
         return job
+
+    async def limits(self) -> dict[str, int]:
+        """Per-user, per-org and per-type running limits set by admins ("user:a@x.io" -> 3)."""
+        self.principal.require(Action.read)
+        async with self.store.guard():
+            return {k: int(v) for k, v in (await self.store.redis.hgetall(self.store.keys.limits)).items()}
+
+    async def set_limit(self, kind: str, name: str, value: int | None) -> None:
+        """Override a running limit for one user, org or task type (None removes the override).
+        Jobs waiting on that scope go back to the queue and take the free slots."""
+        self.principal.require(Action.settings)
+        if kind not in ("user", "org", "type") or (value is not None and value < 0):
+            raise InvalidPayload(f"a limit is set on user, org or type with a value >= 0; got {kind} = {value}")
+        keys, field = self.store.keys, f"{kind}:{name}"
+        async with self.store.guard("the limit was not changed"), self.store.redis.pipeline() as pipe:
+            pipe.hdel(keys.limits, field) if value is None else pipe.hset(keys.limits, field, value)
+            pipe.eval(RELEASE_PARKED, 2, keys.parked(kind, name), keys.queue, keys.prefix)
+            pipe.xadd(keys.audit, {"job": "", "type": "", "owner": "", "action": f"set limit {field} = {value}",
+                                   "by": self.user}, maxlen=self.settings.events_maxlen, approximate=True)
+            await pipe.execute()
 
     async def audit(self, limit: int = 100) -> list[dict[str, str]]:
         """Newest first: who submitted, cancelled and retried what, and when (admins only)."""
@@ -296,6 +333,12 @@ class Client:
 
     def audit(self, limit: int = 100) -> list[dict[str, str]]:
         return self._call(self.aio.audit(limit))
+
+    def limits(self) -> dict[str, int]:
+        return self._call(self.aio.limits())
+
+    def set_limit(self, kind: str, name: str, value: int | None) -> None:
+        self._call(self.aio.set_limit(kind, name, value))
 
     def workers(self) -> list[WorkerInfo]:
         return self._call(self.aio.workers())

@@ -40,6 +40,7 @@ class TaskContext:
         self.progress_value = 0.0
         self.current_step: str | None = None
         self.partial: str | None = None
+        self.usage: dict[str, Any] | None = None
         self.started_at = utcnow()
         self._flush = flush
         self._is_cancel_requested = is_cancel_requested
@@ -92,6 +93,15 @@ class TaskContext:
         self.partial = merged[: self._partial_cap]
         await self._changed()
 
+    async def record_usage(self, tokens_in: int, tokens_out: int, cost_usd: float) -> None:
+        """Add LLM usage to the job's tokens_in, tokens_out and cost_usd. Written at once, not coalesced:
+        calls are few, and the worker's final transition does not carry usage."""
+        now = self.usage or {"tokens_in": 0, "tokens_out": 0, "cost_usd": 0.0}
+        self.usage = {"tokens_in": now["tokens_in"] + tokens_in, "tokens_out": now["tokens_out"] + tokens_out,
+                      "cost_usd": round(now["cost_usd"] + cost_usd, 8)}
+        self._dirty = True
+        await self._write()
+
     async def run_process(self, *args: str, cwd: str | None = None) -> tuple[int, str]:
         """Run a program as part of the task: (exit code, output). If the attempt is cancelled or times
         out, the program and everything it started are killed; so is it if the worker dies."""
@@ -126,6 +136,8 @@ class TaskContext:
         }
         if self.partial is not None:
             fields["partial"] = self.partial
+        if self.usage is not None:
+            fields |= self.usage
         return fields
 
     def stop(self) -> None:

@@ -20,6 +20,7 @@ from .store import Store, dumps
 
 logger = logging.getLogger("taskdeck.worker")
 RECOVER_S = 5.0
+PARKED = "parked"
 
 
 class WorkerState:
@@ -73,6 +74,8 @@ async def execute(state: WorkerState, job_id: str) -> None:
         await fail_at_once(state, job, e)
         return
     started = await begin(state, job, task_type.steps, lost)
+    if started == PARKED:
+        raise Retry(defer=0)
     if started is None:
         return
     state.running[job.id] = started.attempts
@@ -88,12 +91,18 @@ def lost_attempt(job: Job) -> Attempt:
                    outcome="lost", error="worker lost during the attempt (killed or unreachable)", steps=job.steps)
 
 
-async def begin(state: WorkerState, job: Job, steps: tuple[str, ...], lost: Attempt | None) -> Job | None:
+async def begin(state: WorkerState, job: Job, steps: tuple[str, ...], lost: Attempt | None) -> Job | str | None:
+    """The started job; PARKED when a running limit holds it back (ARQ must keep its job data); else None."""
     now = utcnow()
-    keys = state.store.keys
-    lease_ms = int(state.store.settings.lease_s * 1000)
-    spec = transitions.start(job, state.id, steps, now, keys.arq_in_progress(job.id), lease_ms, lost)
-    applied, _ = await state.store.apply(job.id, spec, now)
+    keys, settings = state.store.keys, state.store.settings
+    limits = {"user": settings.max_running_per_user, "org": settings.max_running_per_org,
+              "type": settings.max_running_per_type.get(job.type), "global": settings.max_running_global}
+    spec = transitions.start(job, state.id, steps, now, keys.arq_in_progress(job.id), int(settings.lease_s * 1000),
+                             lost, limits)
+    applied, status = await state.store.apply(job.id, spec, now)
+    if status == PARKED:
+        log_transition(job, "queued", "held back by a running limit; waits off the queue for a free slot")
+        return PARKED
     if not applied:
         return None
     started = job.model_copy(update={"status": JobStatus.processing, "attempts": job.attempts + 1, "started_at": now,

@@ -15,7 +15,7 @@ import socket
 import time
 from contextlib import suppress
 
-from . import transitions
+from . import metrics, transitions
 from .execution import WorkerState, lost_attempt
 from .models import JobStatus, utcnow
 
@@ -30,6 +30,7 @@ async def run(state: WorkerState) -> None:
             await beat(state)
             await reap(state)
             await unstick(state)
+            await metrics.sample_depth(state.store)
             if await turn(state, "sweep", state.store.settings.lease_s):
                 await sweep(state)
                 await prune(state)
@@ -129,7 +130,7 @@ async def sweep(state: WorkerState, batch: int = 500) -> int:
             start += batch
     for job_id in orphans:
         job = await store.load(job_id)
-        if job is None or job.status not in (JobStatus.queued, JobStatus.retrying):
+        if job is None or job.status not in (JobStatus.queued, JobStatus.retrying) or job.waiting_reason:
             continue
         spec = transitions.orphaned(job, utcnow(), keys, store.settings.priority_aging_s)
         applied, _ = await store.apply(job_id, spec)

@@ -13,6 +13,7 @@ class Keys:
         self.expiry = f"{prefix}idx:expiry"
         self.events = f"{prefix}events"
         self.audit = f"{prefix}audit"
+        self.limits = f"{prefix}limits"
         self.wake = f"{prefix}wake"
         self.workers = f"{prefix}workers"  # worker id -> the time until which it counts as alive
 
@@ -39,6 +40,12 @@ class Keys:
 
     def idempotency(self, key: str) -> str:
         return f"{self.prefix}idem:{key}"
+
+    def rate(self, user: str) -> str:
+        return f"{self.prefix}rate:{user}"
+
+    def parked(self, kind: str, name: str) -> str:
+        return f"{self.prefix}parked:{kind}:{name}"
 
     def worker(self, worker_id: str) -> str:
         return f"{self.prefix}worker:{worker_id}"

@@ -89,6 +89,10 @@ class Job(BaseModel):
     retried_at: datetime | None = None
     next_attempt_at: datetime | None = None
     worker: str | None = None
+    waiting_reason: str | None = Field(None, description='Why a queued job is held back: "waiting: user limit 3 reached".')
+    tokens_in: int = Field(0, description="LLM input tokens over all attempts, as the endpoint reported them.")
+    tokens_out: int = Field(0, description="LLM output tokens over all attempts.")
+    cost_usd: float = Field(0.0, description="Their price from Settings.llm_prices.")
     attempt_log: list[Attempt] = Field(default_factory=list, description="Read by get() only, not by list().")
     partial: str | None = Field(None, description="Partial output saved while running; read by get() only.")
 

@@ -24,6 +24,11 @@ class Settings(BaseSettings):
     task_modules: list[str] = Field(["runner.tasks"], description="Modules whose import registers task types.")
 
     max_jobs: int = Field(10, ge=1, description="Jobs one worker process runs at once.")
+    max_running_per_user: int | None = Field(None, ge=0, description="Running jobs per submitter; unset: no limit.")
+    max_running_per_org: int | None = Field(50, ge=0, description="Running jobs per organisation.")
+    max_running_global: int | None = Field(None, ge=0, description="Running jobs in total.")
+    max_running_per_type: dict[str, int] = Field(default_factory=dict, description="Running jobs per task type.")
+    max_submits_per_user_per_hour: int | None = Field(None, ge=1, description="Submits per user per sliding hour.")
     priority_aging_s: float = Field(300.0, gt=0, description="Head start of a priority level over the one below.")
     poll_delay_s: float = Field(0.5, gt=0, description="Longest an idle worker waits to look for due jobs; "
                                 "submits and cancels wake it at once.")
@@ -44,6 +49,8 @@ class Settings(BaseSettings):
     production: bool = Field(False, description="Workers refuse a Redis without persistence or with eviction.")
     log_json: bool = Field(False, description="Worker transition logs as JSON lines.")
     local_user: str = Field("admin@local", description="Who acts when no user is given; always an admin.")
+    stalled_after_s: float = Field(60.0, gt=0, description="A running job whose record has not changed for this "
+                                   "long is shown as stalled.")
     roles: dict[str, Literal["admin", "staff", "analyst"]] = Field(
         default_factory=dict,
         description='Allow-list of email (or pattern, e.g. "*@acme.io") to role, as JSON.',

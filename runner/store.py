@@ -97,6 +97,7 @@ class Store:
         """Run one guarded change (see lua/transition.lua); returns (applied, status before)."""
         spec.setdefault("retention", self.settings.retention_days * 86400)
         spec.setdefault("maxlen", self.settings.events_maxlen)
+        spec.setdefault("queue", self.keys.queue)
         at = now.timestamp() if now else time.time()
         args = [self.keys.prefix, repr(at), orjson.dumps(spec).decode()]
         applied, status = await self._transition(keys=[self.keys.job(job_id)], args=args)

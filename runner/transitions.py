@@ -12,6 +12,7 @@ from typing import Any
 import orjson
 from arq.jobs import serialize_job
 
+from . import metrics
 from .keys import Keys
 from .models import ACTIVE, Attempt, Job, JobStatus, Priority, Step, StepStatus
 from .store import dumps, encode
@@ -64,7 +65,8 @@ def counters(job: Job, name: str, **extra: float) -> dict[str, float]:
 def create(job: Job, keys: Keys, aging_s: float, by: str) -> dict[str, Any]:
     fields = job.model_dump(exclude={"attempt_log", "partial", "status"})
     return {
-        "create": {"score": job.queued_at.timestamp(), "type": job.type, "user": job.user_id, "priority": job.priority},
+        "create": {"score": job.queued_at.timestamp(), "type": job.type, "user": job.user_id, "priority": job.priority,
+                   "org": job.org_id},
         "set": encode(fields),
         "status": JobStatus.queued,
         "metrics": counters(job, "submitted"),
@@ -76,11 +78,13 @@ def create(job: Job, keys: Keys, aging_s: float, by: str) -> dict[str, Any]:
 
 
 def start(job: Job, worker: str, steps: tuple[str, ...], now: datetime, in_progress: str, lease_ms: int,
-          lost: Attempt | None) -> dict[str, Any]:
-    wait = {"wait_s": (now - job.queued_at).total_seconds(), "wait_n": 1} if job.attempts == 0 else {}
+          lost: Attempt | None, limits: dict[str, int | None]) -> dict[str, Any]:
+    """processing, unless a running limit (user, org, type, global) is reached: then the job is parked
+    off ARQ's queue, with the reason, until a job of the same scope leaves processing."""
+    wait = metrics.wait_counters((now - job.queued_at).total_seconds()) if job.attempts == 0 else {}
     fields: dict[str, Any] = {
         "started_at": now, "updated_at": now, "worker": worker, "progress": 0.0, "current_step": None,
-        "steps": fresh_steps(steps), "next_attempt_at": None, "eta": None,
+        "steps": fresh_steps(steps), "next_attempt_at": None, "eta": None, "waiting_reason": None,
     }
     if lost:
         fields[f"attempt:{lost.number}"] = lost
@@ -89,6 +93,7 @@ def start(job: Job, worker: str, steps: tuple[str, ...], now: datetime, in_progr
         "set": encode(fields), "incr": {"attempts": 1}, "status": JobStatus.processing,
         "metrics": counters(job, "started", **wait) | (counters(job, "lost") if lost else {}),
         "event": {"event": "started", "attempt": job.attempts + 1},
+        "limits": limits,
         "calls": [["PEXPIRE", in_progress, lease_ms]],
     }
 
@@ -112,7 +117,8 @@ def complete(job: Job, record: Attempt, result: Any, now: datetime, keys: Keys, 
         "set": encode({"result": result, "progress": 100.0, "completed_at": now, "updated_at": now, "eta": None,
                        "steps": record.steps, "last_error": None, f"attempt:{record.number}": record}),
         "status": JobStatus.completed,
-        "metrics": counters(job, "completed", **{f"duration_s:{job.type}": duration, f"duration_n:{job.type}": 1}),
+        "metrics": counters(job, "completed", **{f"duration_s:{job.type}": duration, f"duration_n:{job.type}": 1})
+        | metrics.completion_counters(job, duration),
         "event": {"event": "completed", "attempt": record.number},
         "calls": calls,
     }
@@ -130,9 +136,10 @@ def fail(job: Job, record: Attempt, now: datetime, keys: Keys, retry_at: datetim
         status, metric, calls = JobStatus.failed, "failed", dequeue_calls(keys, job.id)
     return {
         "from": [job.status], "match": {"attempts": job.attempts},
-        "set": encode(fields), "status": status, "metrics": counters(job, metric),
+        "set": encode(fields), "status": status,
+        "metrics": counters(job, metric) | metrics.failure_counters(job, final=retry_at is None),
         "event": {"event": status.value, "attempt": record.number, "error": (record.error or "")[:500]},
-        "calls": calls,
+        "calls": calls + metrics.error_calls(keys, record.error, now),
     }
 
 
@@ -217,6 +224,7 @@ def orphaned(job: Job, now: datetime, keys: Keys, aging_s: float) -> dict[str, A
                 "calls": enqueue_calls(keys, job.id, job.priority, now, aging_s), "wake": True}
     spec["incr"] = {"attempts": 1}
     spec["not_in"] = [keys.queue]
+    spec["unless"] = "waiting_reason"
     spec["metrics"] = spec.get("metrics", {}) | counters(job, "lost")
     return spec
 

@@ -29,10 +29,15 @@ local old = exists and field('status') or ''
 if spec.create then
   if exists then return {0, old} end
   if spec.create.idempotency then
-    local key, window = spec.create.idempotency[1], spec.create.idempotency[2]
-    local first = redis.call('GET', key)
+    local first = redis.call('GET', spec.create.idempotency[1])
     if first then return {0, first} end
-    redis.call('SET', key, id, 'EX', window)
+  end
+  if spec.create.rate then
+    local key, limit, window = spec.create.rate[1], spec.create.rate[2], spec.create.rate[3]
+    if redis.call('ZCOUNT', key, now - window, '+inf') >= limit then
+      local oldest = redis.call('ZRANGEBYSCORE', key, now - window, '+inf', 'WITHSCORES', 'LIMIT', 0, 1)
+      return {0, 'rate:' .. tostring(math.ceil(tonumber(oldest[2]) + window - now))}
+    end
   end
 elseif not exists then
   return {0, ''}
@@ -65,6 +70,40 @@ end
 local jtype = spec.create and spec.create.type or field('type')
 local user = spec.create and spec.create.user or field('user_id')
 local priority = spec.create and spec.create.priority or field('priority')
+local org = spec.create and spec.create.org or field('org_id') or ''
+
+-- The limits a job counts against: running:<kind>:<name> sets, parked:<kind>:<name> waiting rooms.
+local scopes = {{'user', user}, {'type', jtype}, {'global', ''}}
+if org ~= '' then table.insert(scopes, 2, {'org', org}) end
+
+local function running_count(kind, name)
+  if kind == 'global' then return redis.call('ZCARD', prefix .. 'idx:status:processing') end
+  return redis.call('SCARD', prefix .. 'running:' .. kind .. ':' .. name)
+end
+
+local function unpark(kind, name)
+  local popped = redis.call('ZPOPMIN', prefix .. 'parked:' .. kind .. ':' .. name)
+  if popped[1] then
+    redis.call('ZADD', spec.queue, popped[2], popped[1])
+    redis.call('HDEL', prefix .. 'job:' .. popped[1], 'waiting_reason')
+    redis.call('PUBLISH', prefix .. 'wake', 1)
+  end
+end
+
+if spec.limits and old ~= 'processing' then
+  for _, scope in ipairs(scopes) do
+    local kind, name = scope[1], scope[2]
+    local limit = tonumber(redis.call('HGET', prefix .. 'limits', kind .. ':' .. name) or spec.limits[kind])
+    if limit and running_count(kind, name) >= limit then
+      local queued_score = redis.call('ZSCORE', spec.queue, id) or now * 1000
+      redis.call('ZREM', spec.queue, id)
+      redis.call('ZADD', prefix .. 'parked:' .. kind .. ':' .. name, queued_score, id)
+      local reason = 'waiting: ' .. kind .. ' limit ' .. limit .. ' reached'
+      redis.call('HSET', job, 'waiting_reason', cjson.encode(reason))
+      return {0, 'parked'}
+    end
+  end
+end
 
 if spec.delete then
   for _, s in ipairs({'queued', 'processing', 'retrying', 'completed', 'failed', 'cancelled'}) do
@@ -76,6 +115,18 @@ if spec.delete then
   end
   redis.call('DEL', job, prefix .. 'artifact:' .. id)
   return {1, old}
+end
+
+if spec.create then
+  if spec.create.idempotency then
+    redis.call('SET', spec.create.idempotency[1], id, 'EX', spec.create.idempotency[2])
+  end
+  if spec.create.rate then
+    local key, window = spec.create.rate[1], spec.create.rate[3]
+    redis.call('ZREMRANGEBYSCORE', key, '-inf', now - window)
+    redis.call('ZADD', key, now, id)
+    redis.call('EXPIRE', key, window)
+  end
 end
 
 local set = {}
@@ -95,7 +146,18 @@ if new and new ~= old then
   end
   if new == 'failed' then redis.call('ZADD', prefix .. 'idx:dead', now, id) end
   if old == 'failed' then redis.call('ZREM', prefix .. 'idx:dead', id) end
+  if new == 'processing' then
+    for _, scope in ipairs(scopes) do
+      if scope[1] ~= 'global' then redis.call('SADD', prefix .. 'running:' .. scope[1] .. ':' .. scope[2], id) end
+    end
+  elseif old == 'processing' then
+    for _, scope in ipairs(scopes) do
+      if scope[1] ~= 'global' then redis.call('SREM', prefix .. 'running:' .. scope[1] .. ':' .. scope[2], id) end
+    end
+    for _, scope in ipairs(scopes) do unpark(scope[1], scope[2]) end
+  end
   if TERMINAL[new] then
+    for _, scope in ipairs(scopes) do redis.call('ZREM', prefix .. 'parked:' .. scope[1] .. ':' .. scope[2], id) end
     redis.call('ZADD', prefix .. 'idx:expiry', now + spec.retention, id)
   else
     redis.call('ZREM', prefix .. 'idx:expiry', id)

@@ -1,0 +1,99 @@
+"""Tokens and cost of LLM calls, as the endpoint reports them: per call and step (kept with the job), and
+per type, user and model in the metric buckets the dashboard reads (`{prefix}m:1m:{minute}`, `m:1h:{hour}`,
+the hashes lua/transition.lua keeps)."""
+from __future__ import annotations
+
+import time
+from datetime import datetime
+
+import orjson
+from pydantic import BaseModel, Field
+from redis.asyncio import Redis
+
+from ..models import utcnow
+
+CALL_LOG_MAX = 500
+MINUTE_TTL_S, HOUR_TTL_S = 3 * 86400, 35 * 86400  # as lua/transition.lua
+
+
+class Call(BaseModel):
+    """One request to the endpoint, counting the tries that led to its reply."""
+
+    model: str
+    tokens_in: int
+    tokens_out: int
+    cost_usd: float
+    seconds: float
+    tries: int = 1
+    throttled: int = Field(0, description="429 replies waited out before this call got through.")
+    estimated: bool = Field(False, description="The endpoint reported no usage; tokens counted as characters / 4.")
+    priced: bool = Field(True, description="False when the model has no entry in Settings.llm_prices.")
+    finish_reason: str | None = None
+    at: datetime = Field(default_factory=utcnow)
+    step: str | None = None
+    part: str | None = None
+
+
+class StepUsage(BaseModel):
+    step: str
+    calls: int = 0
+    tokens_in: int = 0
+    tokens_out: int = 0
+    cost_usd: float = 0.0
+
+
+def job_usage_key(prefix: str, job_id: str) -> str:
+    return f"{prefix}llm:usage:{job_id}"
+
+
+def call_log_key(prefix: str, job_id: str) -> str:
+    return f"{prefix}llm:calls:{job_id}"
+
+
+def bucket_fields(call: Call, task_type: str, user: str) -> dict[str, float]:
+    tokens = call.tokens_in + call.tokens_out
+    return {
+        "llm_calls": 1, "llm_tokens_in": call.tokens_in, "llm_tokens_out": call.tokens_out,
+        "llm_cost_usd": call.cost_usd, "llm_throttled": call.throttled, "llm_estimated": int(call.estimated),
+        f"llm_tokens:{task_type}": tokens, f"llm_cost_usd:{task_type}": call.cost_usd,
+        f"llm_tokens:user:{user}": tokens, f"llm_cost_usd:user:{user}": call.cost_usd,
+        f"llm_tokens:model:{call.model}": tokens, f"llm_cost_usd:model:{call.model}": call.cost_usd,
+    }
+
+
+async def record(redis: Redis, prefix: str, job_id: str, task_type: str, user: str, call: Call,
+                 retention_s: float) -> None:
+    """One pipelined write: the metric buckets, the job's per-step totals and its call log."""
+    now = time.time()
+    minute = f"{prefix}m:1m:{int(now // 60 * 60)}"
+    hour = f"{prefix}m:1h:{int(now // 3600 * 3600)}"
+    steps, log = job_usage_key(prefix, job_id), call_log_key(prefix, job_id)
+    step = call.step or "-"
+    async with redis.pipeline(transaction=True) as pipe:
+        for bucket, ttl in ((minute, MINUTE_TTL_S), (hour, HOUR_TTL_S)):
+            for name, value in bucket_fields(call, task_type, user).items():
+                if value:
+                    pipe.hincrbyfloat(bucket, name, value)
+            pipe.expire(bucket, ttl)
+        for name, value in (("calls", 1), ("tokens_in", call.tokens_in), ("tokens_out", call.tokens_out),
+                            ("cost_usd", call.cost_usd)):
+            pipe.hincrbyfloat(steps, f"{step}\t{name}", value)
+        pipe.rpush(log, call.model_dump_json())
+        pipe.ltrim(log, -CALL_LOG_MAX, -1)
+        pipe.expire(steps, int(retention_s))
+        pipe.expire(log, int(retention_s))
+        await pipe.execute()
+
+
+def step_usage(raw: dict[str, str]) -> list[StepUsage]:
+    """The job's per-step hash as one row per step."""
+    rows: dict[str, StepUsage] = {}
+    for field, value in raw.items():
+        step, name = field.rsplit("\t", 1)
+        row = rows.setdefault(step, StepUsage(step=step))
+        setattr(row, name, float(value) if name == "cost_usd" else int(float(value)))
+    return list(rows.values())
+
+
+def calls(raw: list[str]) -> list[Call]:
+    return [Call.model_validate(orjson.loads(entry)) for entry in raw]

@@ -1,0 +1,225 @@
+"""Metric buckets: the counters transitions add to them, the queue-depth sampler, and reading a
+time range of them back.
+
+Counters live in the hashes `{prefix}m:1m:{minute}` and `{prefix}m:1h:{hour}` (lua/transition.lua
+adds every counter to both), error messages in one sorted set per hour. Reading a range costs one
+command per bucket, in one pipeline, so it grows with the range and never with the number of jobs.
+"""
+from __future__ import annotations
+
+import math
+import re
+import time
+from datetime import datetime, timezone
+from typing import Any
+
+from pydantic import BaseModel
+
+from .keys import Keys
+from .models import Job, Priority
+from .store import Store
+
+DURATION_BOUNDS_S = (0.1, 0.25, 0.5, 1, 2.5, 5, 10, 30, 60, 120, 300, 600, 1800, 3600)
+WAIT_BOUNDS_S = (0.1, 0.5, 1, 5, 10, 30, 60, 300, 900, 3600)
+RANGES = {"1h": ("1m", 60, 60), "24h": ("1m", 60, 1440), "7d": ("1h", 3600, 168), "30d": ("1h", 3600, 720)}
+TTL_S = {"1m": 3 * 86400, "1h": 35 * 86400}
+TOP_ERRORS_PER_HOUR = 50
+ERROR_CHARS = 300
+
+
+def le(value: float, bounds: tuple[float, ...]) -> str:
+    """The histogram bucket of `value`: the smallest bound at or above it, or "inf"."""
+    return next((f"{b:g}" for b in bounds if value <= b), "inf")
+
+
+def wait_counters(wait_s: float) -> dict[str, float]:
+    return {"wait_s": wait_s, "wait_n": 1, f"hist:wait:{le(wait_s, WAIT_BOUNDS_S)}": 1}
+
+
+def completion_counters(job: Job, duration_s: float) -> dict[str, float]:
+    return {f"hist:duration:{job.type}:{le(duration_s, DURATION_BOUNDS_S)}": 1, f"user:completed:{job.user_id}": 1}
+
+
+def failure_counters(job: Job, final: bool) -> dict[str, float]:
+    return {f"user:failed:{job.user_id}": 1} if final else {}
+
+
+def error_key(keys: Keys, at: float) -> str:
+    return f"{keys.prefix}m:errors:1h:{int(at // 3600 * 3600)}"
+
+
+def error_calls(keys: Keys, error: str | None, now: datetime) -> list[list[Any]]:
+    """Count a failed attempt's message in its hour (numbers and ids folded, so alike errors group)."""
+    if not error:
+        return []
+    key = error_key(keys, now.timestamp())
+    return [["ZINCRBY", key, 1, normalise(error)], ["EXPIRE", key, TTL_S["1h"]]]
+
+
+def normalise(message: str) -> str:
+    message = re.sub(r"\b[0-9a-f]{8,}\b", "<id>", message.strip().splitlines()[0] if message.strip() else "")
+    return re.sub(r"\d+(\.\d+)?", "<n>", message)[:ERROR_CHARS]
+
+
+async def sample_depth(store: Store, every_s: float = 5.0) -> bool:
+    """Add the queue depth per priority to the current buckets, at most once per `every_s` over all
+    workers; charts divide `depth:{priority}` by `depth_n` for the mean depth of a bucket."""
+    keys = store.keys
+    if not await store.redis.set(f"{keys.prefix}duty:depth", "1", nx=True, px=int(every_s * 1000)):
+        return False
+    now = time.time()
+    async with store.redis.pipeline(transaction=False) as pipe:
+        for priority in Priority:
+            pipe.zcard(keys.pending(priority))
+        depth = await pipe.execute()
+    async with store.redis.pipeline(transaction=True) as pipe:
+        for resolution, size in (("1m", 60), ("1h", 3600)):
+            key = keys.metrics(resolution, int(now // size * size))
+            for priority, n in zip(Priority, depth):
+                pipe.hincrbyfloat(key, f"depth:{priority.value}", n)
+            pipe.hincrbyfloat(key, "depth_n", 1)
+            pipe.expire(key, TTL_S[resolution])
+        await pipe.execute()
+    return True
+
+
+class Bucket(BaseModel):
+    at: datetime
+    counters: dict[str, float]
+
+    def get(self, name: str) -> float:
+        return self.counters.get(name, 0.0)
+
+
+class ErrorCount(BaseModel):
+    message: str
+    count: int
+
+
+class Percentiles(BaseModel):
+    type: str
+    count: int
+    mean_s: float | None
+    p50_s: float | None
+    p95_s: float | None
+
+
+class UserRate(BaseModel):
+    user: str
+    completed: int
+    failed: int
+    success_rate: float | None
+
+
+class Window(BaseModel):
+    """The metric buckets of one time range, oldest first, and what the charts derive from them."""
+
+    range: str
+    resolution: str
+    buckets: list[Bucket]
+    top_errors: list[ErrorCount]
+
+    def total(self, name: str) -> float:
+        return sum(b.get(name) for b in self.buckets)
+
+    def success_rate(self) -> float | None:
+        done, failed = self.total("completed"), self.total("failed")
+        return done / (done + failed) if done + failed else None
+
+    def mean_wait_s(self) -> float | None:
+        n = self.total("wait_n")
+        return self.total("wait_s") / n if n else None
+
+    def queue_depth(self) -> list[dict[str, Any]]:
+        """Mean depth per priority in each bucket that has samples."""
+        return [{"at": b.at, **{p.value: b.get(f"depth:{p.value}") / b.get("depth_n") for p in Priority}}
+                for b in self.buckets if b.get("depth_n")]
+
+    def throughput(self) -> list[dict[str, Any]]:
+        return [{"at": b.at, "completed": b.get("completed"), "failed": b.get("failed")} for b in self.buckets]
+
+    def success_over_time(self) -> list[dict[str, Any]]:
+        rows = []
+        for b in self.buckets:
+            done, failed = b.get("completed"), b.get("failed")
+            rows.append({"at": b.at, "success_rate": done / (done + failed) if done + failed else None})
+        return rows
+
+    def durations(self) -> list[Percentiles]:
+        counts: dict[str, dict[str, float]] = {}
+        for b in self.buckets:
+            for name, n in b.counters.items():
+                if name.startswith("hist:duration:"):
+                    job_type, bound = name.removeprefix("hist:duration:").rsplit(":", 1)
+                    counts.setdefault(job_type, {})
+                    counts[job_type][bound] = counts[job_type].get(bound, 0) + n
+        rows = []
+        for job_type, hist in sorted(counts.items()):
+            n = self.total(f"duration_n:{job_type}")
+            rows.append(Percentiles(
+                type=job_type, count=int(sum(hist.values())), mean_s=self.total(f"duration_s:{job_type}") / n if n else None,
+                p50_s=percentile(hist, DURATION_BOUNDS_S, 0.5), p95_s=percentile(hist, DURATION_BOUNDS_S, 0.95),
+            ))
+        return rows
+
+    def wait_histogram(self) -> list[dict[str, Any]]:
+        labels = [f"{b:g}" for b in WAIT_BOUNDS_S] + ["inf"]
+        return [{"le": label, "count": int(self.total(f"hist:wait:{label}"))} for label in labels]
+
+    def by_user(self) -> list[UserRate]:
+        totals: dict[str, dict[str, float]] = {}
+        for b in self.buckets:
+            for name, n in b.counters.items():
+                if name.startswith("user:"):
+                    _, outcome, user = name.split(":", 2)
+                    totals.setdefault(user, {}).setdefault(outcome, 0)
+                    totals[user][outcome] += n
+        rows = [UserRate(user=user, completed=int(t.get("completed", 0)), failed=int(t.get("failed", 0)),
+                         success_rate=rate(t.get("completed", 0), t.get("failed", 0))) for user, t in totals.items()]
+        return sorted(rows, key=lambda r: (-(r.completed + r.failed), r.user))
+
+
+def rate(done: float, failed: float) -> float | None:
+    return done / (done + failed) if done + failed else None
+
+
+def percentile(hist: dict[str, float], bounds: tuple[float, ...], q: float) -> float | None:
+    """Linear interpolation inside the bucket that holds the q-th observation; the open last bucket
+    reports its lower edge."""
+    total = sum(hist.values())
+    if not total:
+        return None
+    edges = [0.0, *bounds, math.inf]
+    labels = [f"{b:g}" for b in bounds] + ["inf"]
+    seen = 0.0
+    for lower, upper, label in zip(edges, edges[1:], labels):
+        n = hist.get(label, 0)
+        if n and seen + n >= q * total:
+            if math.isinf(upper):
+                return lower
+            return lower + (upper - lower) * (q * total - seen) / n
+        seen += n
+    return edges[-2]
+
+
+async def window(store: Store, range_: str, now: float | None = None) -> Window:
+    """One pipeline: HGETALL of every bucket in the range, and the top errors of every hour in it."""
+    resolution, size, count = RANGES[range_]
+    now = time.time() if now is None else now
+    starts = [int(now // size * size - size * i) for i in reversed(range(count))]
+    hours = sorted({int(s // 3600 * 3600) for s in starts})
+    async with store.redis.pipeline(transaction=False) as pipe:
+        for start in starts:
+            pipe.hgetall(store.keys.metrics(resolution, start))
+        for hour in hours:
+            pipe.zrevrange(error_key(store.keys, hour), 0, TOP_ERRORS_PER_HOUR - 1, withscores=True)
+        rows = await pipe.execute()
+    buckets = [Bucket(at=datetime.fromtimestamp(s, timezone.utc), counters={k: float(v) for k, v in row.items()})
+               for s, row in zip(starts, rows)]
+    errors: dict[str, float] = {}
+    for top in rows[len(starts):]:
+        for message, n in top:
+            errors[message] = errors.get(message, 0) + n
+    ranked = sorted(errors.items(), key=lambda item: (-item[1], item[0]))[:20]
+    return Window(range=range_, resolution=resolution, buckets=buckets,
+                  top_errors=[ErrorCount(message=m, count=int(n)) for m, n in ranked])
