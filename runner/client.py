@@ -6,16 +6,20 @@ import math
 import threading
 import time
 import uuid
-from collections.abc import Coroutine, Iterable
+from collections.abc import AsyncIterator, Coroutine, Iterable, Iterator
 from typing import Any, TypeVar
 
 from pydantic import BaseModel
 
-from . import access, admission, payloads, registry, transitions
+from . import access, admission, bulk, events, history, live, metrics, payloads, registry, transitions
 from .access import Action
 from .errors import AccessDenied, InvalidPayload, LimitExceeded, InvalidTransition, JobNotFound
 from .models import ACTIVE, TERMINAL, Job, JobStatus, Priority, Stats, WorkerInfo, utcnow
+from .bulk import BulkResult
+from .history import HistoryPage, HistoryQuery
+from .live import LiveView
 from .registry import TaskType
+from .schedules import Schedule, Scheduler
 from .settings import Settings
 from .store import Store, connect
 
@@ -190,9 +194,67 @@ class AsyncClient:
         async with self.store.guard("the limit was not changed"), self.store.redis.pipeline() as pipe:
             pipe.hdel(keys.limits, field) if value is None else pipe.hset(keys.limits, field, value)
             pipe.eval(RELEASE_PARKED, 2, keys.parked(kind, name), keys.queue, keys.prefix)
-            pipe.xadd(keys.audit, {"job": "", "type": "", "owner": "", "action": f"set limit {field} = {value}",
-                                   "by": self.user}, maxlen=self.settings.events_maxlen, approximate=True)
             await pipe.execute()
+            await self.audit_entry(f"set limit {field} = {value}")
+
+    async def schedules(self) -> list[Schedule]:
+        """Every schedule, with the outcome of its last run filled in from that job."""
+        self.principal.require(Action.read)
+        async with self.store.guard():
+            found = await Scheduler(self).all()
+            for schedule in found:
+                if schedule.last_job_id and schedule.last_outcome is None:
+                    status = await self.store.status(schedule.last_job_id)
+                    schedule.last_outcome = status.value if status else "expired"
+        return found
+
+    async def save_schedule(self, schedule: Schedule) -> Schedule:
+        """Add or replace a schedule (admins); its type and payload are validated like a submit."""
+        self.principal.require(Action.settings)
+        task_type = registry.get(schedule.type)
+        schedule.payload = payloads.validate(task_type, schedule.payload, self.settings.max_payload_bytes,
+                                             self.settings.max_payload_depth)
+        async with self.store.guard("the schedule was not saved"):
+            saved = await Scheduler(self).save(schedule.model_copy(update={"next_run_at": None}))
+            await self.audit_entry(f"save schedule {schedule.name} ({schedule.cron})")
+        return saved
+
+    async def pause_schedule(self, name: str, paused: bool = True) -> Schedule:
+        self.principal.require(Action.settings)
+        async with self.store.guard("the schedule was not changed"):
+            scheduler = Scheduler(self)
+            schedule = await self.schedule(scheduler, name)
+            saved = await scheduler.save(schedule.model_copy(update={"paused": paused, "next_run_at": None}))
+            await self.audit_entry(f"{'pause' if paused else 'resume'} schedule {name}")
+        return saved
+
+    async def run_schedule(self, name: str) -> Job:
+        """Run a schedule now ("run now"), unless its previous run is still active."""
+        self.principal.require(Action.settings)
+        async with self.store.guard("nothing was submitted"):
+            scheduler = Scheduler(self)
+            job_id = await scheduler.fire(await self.schedule(scheduler, name), utcnow(), manual=True)
+        if job_id is None:
+            raise InvalidTransition(f"schedule {name}'s previous run is still active; runs never overlap")
+        return await self.get(job_id)
+
+    async def delete_schedule(self, name: str) -> None:
+        self.principal.require(Action.settings)
+        async with self.store.guard("the schedule was not deleted"):
+            if not await Scheduler(self).delete(name):
+                raise JobNotFound(f"no schedule named {name!r}")
+            await self.audit_entry(f"delete schedule {name}")
+
+    async def schedule(self, scheduler: Scheduler, name: str) -> Schedule:
+        found = await scheduler.get(name)
+        if found is None:
+            raise JobNotFound(f"no schedule named {name!r}; `schedules()` lists them")
+        return found
+
+    async def audit_entry(self, action: str) -> None:
+        await self.store.redis.xadd(self.store.keys.audit, {"job": "", "type": "", "owner": "", "action": action,
+                                                            "by": self.user},
+                                    maxlen=self.settings.events_maxlen, approximate=True)
 
     async def audit(self, limit: int = 100) -> list[dict[str, str]]:
         """Newest first: who submitted, cancelled and retried what, and when (admins only)."""
@@ -245,6 +307,108 @@ class AsyncClient:
 
     def types(self) -> list[TaskType]:
         return registry.all_types()
+
+    async def ping(self) -> None:
+        """Raise RedisUnavailable unless Redis answers."""
+        async with self.store.guard():
+            await self.store.redis.ping()
+
+    def visible(self, query: HistoryQuery) -> HistoryQuery | None:
+        """`query` narrowed to the acting user's own jobs unless their role reads everyone's; None
+        when it asks for someone else's."""
+        self.principal.require(Action.read)
+        if self.principal.can(Action.read_all):
+            return query
+        if query.user and query.user.lower() != self.user:
+            return None
+        return query.model_copy(update={"user": self.user})
+
+    async def history(self, query: HistoryQuery | None = None, limit: int = 50, offset: int = 0) -> HistoryPage:
+        """Finished jobs (by default) newest first, filtered and paginated from the indexes (history.py)."""
+        visible = self.visible(query or HistoryQuery())
+        if visible is None:
+            return HistoryPage(jobs=[], total=0)
+        async with self.store.guard():
+            return await history.search(self.store, visible, max(0, min(limit, 1000)), max(0, offset))
+
+    async def count(self, status: JobStatus | str | Iterable[JobStatus | str] | None = None, type: str | None = None,
+                    user: str | None = None) -> int:
+        visible = self.visible(HistoryQuery(status=parse_statuses(status), type=type, user=user))
+        if visible is None:
+            return 0
+        async with self.store.guard():
+            return await history.count(self.store, visible)
+
+    async def get_many(self, ids: Iterable[str]) -> list[Job]:
+        """The records (without attempt_log and partial) of those jobs the acting user may see."""
+        self.principal.require(Action.read)
+        async with self.store.guard():
+            jobs = await self.store.load_many([job_id for job_id in ids if valid_id(job_id)])
+        return [job for job in jobs if self.principal.sees(job.user_id)]
+
+    async def live(self, user: str | None = None, limit: int = 500, include: Iterable[str] = ()) -> LiveView:
+        """Active jobs oldest first with queue position and stalled flag, then the `include`d jobs."""
+        visible = self.visible(HistoryQuery(user=user))
+        if visible is None:
+            return LiveView(jobs=[], queue_depth=dict.fromkeys(Priority, 0), workers_alive=0)
+        async with self.store.guard():
+            view = await live.view(self.store, visible.user, limit, list(include), self.settings.stalled_after_s)
+        view.jobs = [row for row in view.jobs if self.principal.sees(row.job.user_id)]
+        return view
+
+    async def metrics(self, span: str = "24h") -> metrics.Window:
+        """Metric buckets of the last 1h or 24h (per minute) or 7d or 30d (per hour)."""
+        self.principal.require(Action.read_all)
+        if span not in metrics.RANGES:
+            raise InvalidPayload(f"span must be one of {', '.join(metrics.RANGES)}; got {span!r}")
+        async with self.store.guard():
+            return await metrics.window(self.store, span)
+
+    async def events(self, after: str = events.START, count: int = 500) -> events.Feed:
+        """Events after position `after` (e.g. last_event_id()), oldest first, of jobs the user may see."""
+        self.principal.require(Action.read)
+        async with self.store.guard():
+            feed = await events.after(self.store, after, count)
+        feed.events = [event for event in feed.events if self.principal.sees(event.user)]
+        return feed
+
+    async def last_event_id(self) -> str:
+        async with self.store.guard():
+            return await events.last_id(self.store)
+
+    async def artifact(self, job_id: str) -> str | None:
+        """The full JSON of a result kept as an artifact (the job's result is then {"artifact": key, ...})."""
+        await self.get(job_id)
+        async with self.store.guard():
+            return await self.store.redis.get(self.store.keys.artifact(job_id))
+
+    async def export_csv(self, query: HistoryQuery | None = None) -> AsyncIterator[str]:
+        """Every job matching `query` as CSV text, chunk by chunk, read from the indexes as it goes."""
+        visible = self.visible(query or HistoryQuery())
+        if visible is None:
+            yield history.csv_text([history.CSV_COLUMNS])
+            return
+        async with self.store.guard():
+            async for chunk in history.csv_chunks(self.store, visible):
+                yield chunk
+
+    async def cancel_many(self, ids: Iterable[str], by: str | None = None) -> BulkResult:
+        return await bulk.each(ids, lambda job_id: self.cancel(job_id, by))
+
+    async def retry_many(self, ids: Iterable[str], by: str | None = None) -> BulkResult:
+        return await bulk.each(ids, lambda job_id: self.retry(job_id, by))
+
+    async def retry_matching(self, query: HistoryQuery | None = None, by: str | None = None,
+                             limit: int = 1000) -> BulkResult:
+        """Retry the failed jobs among those matching `query` (newest first, at most `limit`)."""
+        self.principal.require(Action.retry)
+        visible = self.visible(query or HistoryQuery())
+        if visible is None or (visible.status and JobStatus.failed not in visible.status):
+            return BulkResult()
+        failed = visible.model_copy(update={"status": [JobStatus.failed]})
+        async with self.store.guard():
+            ids = [job_id async for batch in history.matching(self.store, failed, limit=limit) for job_id in batch]
+        return await self.retry_many(ids, by)
 
 
 def worker_info(row: dict[str, str], now: float, lease_s: float) -> WorkerInfo:
@@ -340,8 +504,71 @@ class Client:
     def set_limit(self, kind: str, name: str, value: int | None) -> None:
         self._call(self.aio.set_limit(kind, name, value))
 
+    def schedules(self) -> list[Schedule]:
+        return self._call(self.aio.schedules())
+
+    def save_schedule(self, schedule: Schedule) -> Schedule:
+        return self._call(self.aio.save_schedule(schedule))
+
+    def pause_schedule(self, name: str, paused: bool = True) -> Schedule:
+        return self._call(self.aio.pause_schedule(name, paused))
+
+    def run_schedule(self, name: str) -> Job:
+        return self._call(self.aio.run_schedule(name))
+
+    def delete_schedule(self, name: str) -> None:
+        self._call(self.aio.delete_schedule(name))
+
     def workers(self) -> list[WorkerInfo]:
         return self._call(self.aio.workers())
 
     def types(self) -> list[TaskType]:
         return self.aio.types()
+
+    def ping(self) -> None:
+        self._call(self.aio.ping())
+
+    def history(self, query: HistoryQuery | None = None, limit: int = 50, offset: int = 0) -> HistoryPage:
+        return self._call(self.aio.history(query, limit, offset))
+
+    def count(self, status: JobStatus | str | Iterable[JobStatus | str] | None = None, type: str | None = None,
+              user: str | None = None) -> int:
+        return self._call(self.aio.count(status, type, user))
+
+    def get_many(self, ids: Iterable[str]) -> list[Job]:
+        return self._call(self.aio.get_many(ids))
+
+    def live(self, user: str | None = None, limit: int = 500, include: Iterable[str] = ()) -> LiveView:
+        return self._call(self.aio.live(user, limit, include))
+
+    def metrics(self, span: str = "24h") -> metrics.Window:
+        return self._call(self.aio.metrics(span))
+
+    def events(self, after: str = events.START, count: int = 500) -> events.Feed:
+        return self._call(self.aio.events(after, count))
+
+    def last_event_id(self) -> str:
+        return self._call(self.aio.last_event_id())
+
+    def artifact(self, job_id: str) -> str | None:
+        return self._call(self.aio.artifact(job_id))
+
+    def export_csv(self, query: HistoryQuery | None = None) -> Iterator[str]:
+        chunks = self.aio.export_csv(query)
+        try:
+            while True:
+                try:
+                    yield self._call(anext(chunks))
+                except StopAsyncIteration:
+                    return
+        finally:
+            self._call(chunks.aclose())
+
+    def cancel_many(self, ids: Iterable[str], by: str | None = None) -> BulkResult:
+        return self._call(self.aio.cancel_many(ids, by))
+
+    def retry_many(self, ids: Iterable[str], by: str | None = None) -> BulkResult:
+        return self._call(self.aio.retry_many(ids, by))
+
+    def retry_matching(self, query: HistoryQuery | None = None, by: str | None = None, limit: int = 1000) -> BulkResult:
+        return self._call(self.aio.retry_matching(query, by, limit))

@@ -31,6 +31,7 @@ class WorkerState:
         self.id = worker_id
         self.running: dict[str, int] = {}
         self.suspects: set[str] = set()
+        self.client: Any = None
         self.done = 0
         self.failed = 0
 

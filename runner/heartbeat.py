@@ -18,6 +18,7 @@ from contextlib import suppress
 from . import metrics, transitions
 from .execution import WorkerState, lost_attempt
 from .models import JobStatus, utcnow
+from .schedules import Scheduler
 
 logger = logging.getLogger("taskdeck.worker")
 PRUNE_BATCH = 500
@@ -30,6 +31,8 @@ async def run(state: WorkerState) -> None:
             await beat(state)
             await reap(state)
             await unstick(state)
+            if await turn(state, "schedules", interval * 0.9):
+                await Scheduler(state.client).run_due()
             await metrics.sample_depth(state.store)
             if await turn(state, "sweep", state.store.settings.lease_s):
                 await sweep(state)

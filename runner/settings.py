@@ -2,7 +2,7 @@
 from __future__ import annotations
 
 from pathlib import Path
-from typing import Literal
+from typing import Any, Literal
 
 from pydantic import AliasChoices, Field
 from pydantic_settings import BaseSettings, SettingsConfigDict
@@ -29,6 +29,10 @@ class Settings(BaseSettings):
     max_running_global: int | None = Field(None, ge=0, description="Running jobs in total.")
     max_running_per_type: dict[str, int] = Field(default_factory=dict, description="Running jobs per task type.")
     max_submits_per_user_per_hour: int | None = Field(None, ge=1, description="Submits per user per sliding hour.")
+    schedules: list[dict[str, Any]] = Field(
+        default_factory=list,
+        description='Schedules to create at worker start, as JSON: [{"name", "type", "payload", "cron"}].',
+    )
     priority_aging_s: float = Field(300.0, gt=0, description="Head start of a priority level over the one below.")
     poll_delay_s: float = Field(0.5, gt=0, description="Longest an idle worker waits to look for due jobs; "
                                 "submits and cancels wake it at once.")

@@ -17,7 +17,9 @@ from arq.connections import RedisSettings
 from arq.worker import func
 
 from . import durability, heartbeat, logs, registry, wake
+from .client import AsyncClient
 from .execution import WorkerState, run
+from .schedules import Scheduler
 from .settings import Settings
 from .store import RECONNECT_ERRORS, Store, connect, reconnecting
 from .transitions import ARQ_FUNCTION
@@ -37,6 +39,8 @@ async def startup(ctx: dict[str, Any]) -> None:
         raise SystemExit(1)
     state = WorkerState(store, f"{socket.gethostname()}-{os.getpid()}-{uuid.uuid4().hex[:6]}")
     ctx["taskdeck"] = state
+    state.client = AsyncClient(settings)
+    await Scheduler(state.client).seed(settings.schedules)
     await heartbeat.beat(state)
     ctx["taskdeck_tasks"] = [asyncio.create_task(heartbeat.run(state)),
                              asyncio.create_task(wake.listen(store.redis, store.keys.wake))]
@@ -47,6 +51,7 @@ async def shutdown(ctx: dict[str, Any]) -> None:
     if state is None:
         return
     await heartbeat.stop(state, ctx["taskdeck_tasks"])
+    await state.client.close()
     await state.store.redis.aclose()
 
 
