@@ -19,7 +19,7 @@ REJECTED = [
     ("DEMO", {"duration_s": "soon"}, InvalidPayload, "duration_s: Input should be a valid number"),
     ("DEMO", "{not json", InvalidPayload, "payload for DEMO is not valid JSON"),
     ("DEMO", "[1, 2]", InvalidPayload, "payload for DEMO must be a JSON object, not list"),
-    ("NO_SUCH_TYPE", {}, Exception, "unknown task type 'NO_SUCH_TYPE'; registered types: DEMO"),
+    ("NO_SUCH_TYPE", {}, Exception, "unknown task type 'NO_SUCH_TYPE'; registered types: "),
 ]
 
 
