@@ -80,7 +80,7 @@ def run(port: int, workers: int) -> int:
         shutdown(children)
 
 
-def take_lock(port: int) -> IO[str]:
+def take_lock(data: Path) -> IO[str]:
     lock = open(data / "up.lock", "a+")
     try:
         fcntl.flock(lock, fcntl.LOCK_EX | fcntl.LOCK_NB)
