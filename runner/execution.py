@@ -120,6 +120,7 @@ async def attempt(state: WorkerState, job: Job, task_type: registry.TaskType, pa
         is_cancel_requested=lambda: cancel_requested(state, job.id),
         interval=settings.progress_interval_s, partial_cap=settings.max_partial_bytes,
     )
+    ctx.usage = {"tokens_in": job.tokens_in, "tokens_out": job.tokens_out, "cost_usd": job.cost_usd}
     deadline = asyncio.timeout(task_type.timeout_s)
     try:
         async with deadline:

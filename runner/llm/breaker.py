@@ -29,7 +29,8 @@ class Breaker:
         self._script = redis.register_script(SCRIPT)
 
     async def _run(self, op: str, error: str = "") -> list[int | str]:
-        args = [op, int(time.time() * 1000), self._threshold, self._cooldown_ms, self.endpoint, error[:500]]
+        args: list[str | int] = [op, int(time.time() * 1000), self._threshold, self._cooldown_ms, self.endpoint,
+                                 error[:500]]
         return await self._script(keys=self._keys, args=args)
 
     async def allow(self) -> None:
@@ -38,7 +39,8 @@ class Breaker:
         if int(wait_ms) > 0:
             raise CircuitOpen(
                 f"LLM endpoint {self.endpoint} failed {failures} times in a row (last: {last}); calls are paused "
-                f"for another {int(wait_ms) / 1000:.0f} s. Check the endpoint, or reset its breaker on the Workers page."
+                f"for another {int(wait_ms) / 1000:.0f} s. Check the endpoint, or reset its breaker on the "
+                "Workers page."
             )
 
     async def failed(self, error: str) -> None:

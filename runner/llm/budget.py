@@ -28,7 +28,7 @@ class Budget:
         return bool(self.rpm or self.tpm)
 
     async def _run(self, op: str, tokens: int) -> int:
-        args = [op, int(time.time() * 1000), self.rpm, self.tpm, tokens]
+        args: list[str | int] = [op, int(time.time() * 1000), self.rpm, self.tpm, tokens]
         return int(await self._script(keys=[self._key], args=args))
 
     async def take(self, tokens: int) -> float:

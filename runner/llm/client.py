@@ -16,11 +16,11 @@ from redis.asyncio import Redis
 from tenacity import AsyncRetrying, RetryCallState, retry_if_exception
 from tenacity.wait import wait_exponential_jitter
 
+from ..errors import Fatal
 from ..settings import Settings
 from . import endpoint_id, pricing, structured
 from .breaker import Breaker
 from .budget import Budget
-from ..errors import Fatal
 from .errors import EndpointFailed, EndpointRefused, LlmError, OutputInvalid
 from .retry import BrokenStream, CallTimeout, failing, out_of_quota, stop_policy, throttled, transient, wait_retry_after
 from .usage import Call
@@ -31,6 +31,7 @@ Message = dict[str, str]
 OnText = Callable[[str], Awaitable[None]]
 OnCall = Callable[[Call], Awaitable[None]]
 OUTPUT_RESERVE_TOKENS = 1000
+MODE_MEMORY_S = 86400  # how long an endpoint's refusal of json_schema is remembered before it is asked again
 
 
 @dataclass
@@ -87,17 +88,18 @@ class LLM:
         mode = await self.mode()
         calls: list[Call] = []
         asked = with_instruction(messages, mode, result)
-        for round in range(self.settings.llm_parse_retries + 1):
+        for _ in range(self.settings.llm_parse_retries + 1):
             try:
                 text, call = await self.chat(asked, structured.response_format(mode, result), on_text)
             except EndpointRefused as e:
                 if not (e.status == 400 and mode == "json_schema" and self.settings.llm_structured_output == "auto"):
                     raise
-                logger.warning("%s refused json_schema output (%s); asking for JSON in text instead", self.endpoint, e)
+                logger.warning("json_schema output refused; asking for JSON in text instead: %s", e)
                 mode = self._mode = "text"
                 asked = with_instruction(messages, mode, result)
                 text, call = await self.chat(asked, None, on_text)
                 await self.redis.hset(self._modes, self.model, "text")
+                await self.redis.expire(self._modes, MODE_MEMORY_S)
             calls.append(call)
             if on_call:
                 await on_call(call)
@@ -105,7 +107,7 @@ class LLM:
                 return Reply(structured.parse(text, result), text, calls)
             except OutputInvalid as e:
                 problem = e
-                cut = " It was cut off at the output limit: answer more briefly." if call.finish_reason == "length" else ""
+                cut = " It was cut off at the output limit: be briefer." if call.finish_reason == "length" else ""
                 asked = [*asked, {"role": "assistant", "content": text},
                          {"role": "user", "content": f"That reply could not be used: {e}.{cut} "
                                                      "Reply again with only the corrected JSON object."}]
@@ -118,13 +120,15 @@ class LLM:
         policy = stop_policy(self.settings.llm_max_tries, self.settings.llm_throttle_wait_s)
         retrying = AsyncRetrying(
             retry=retry_if_exception(transient), stop=policy, reraise=True, before_sleep=self._log_retry,
-            wait=wait_retry_after(wait_exponential_jitter(initial=0.5, max=20), self.settings.llm_retry_after_cap_s),
+            wait=wait_retry_after(wait_exponential_jitter(multiplier=0.5, max=20, jitter=0.5),
+                                  self.settings.llm_retry_after_cap_s),
         )
         started = time.monotonic()
         try:
-            text, usage, finish = await retrying(self._once, list(messages), response_format, on_text)
+            reply: tuple[str, Any, str | None] = await retrying(self._once, list(messages), response_format, on_text)
         except Exception as e:
             raise explain(e, self.endpoint, self.model, policy) from e
+        text, usage, finish = reply
         estimated = usage is None
         tokens_in = usage.prompt_tokens if usage else estimate_tokens(json.dumps(list(messages)))
         tokens_out = usage.completion_tokens if usage else estimate_tokens(text)

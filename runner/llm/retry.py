@@ -21,12 +21,12 @@ class BrokenStream(Exception):
     """The endpoint's stream was malformed or ended before the reply did."""
 
 
-def out_of_quota(error: BaseException) -> bool:
+def out_of_quota(error: BaseException | None) -> bool:
     """OpenAI answers 429 also when the account has no credit left; waiting does not help then."""
     return isinstance(error, openai.RateLimitError) and error.code == "insufficient_quota"
 
 
-def throttled(error: BaseException) -> bool:
+def throttled(error: BaseException | None) -> bool:
     return isinstance(error, openai.RateLimitError) and not out_of_quota(error)
 
 
@@ -87,6 +87,6 @@ class stop_policy:
         error = retry_state.outcome.exception() if retry_state.outcome else None
         if throttled(error):
             self.throttled += 1
-            return retry_state.seconds_since_start >= self.throttle_s
+            return (retry_state.seconds_since_start or 0.0) >= self.throttle_s
         self.failures += 1
         return self.failures >= self.max_tries

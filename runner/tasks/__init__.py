@@ -1,4 +1,16 @@
 """Built-in task types; importing this package registers them."""
-from . import demo
+from . import (
+    brand_kit,
+    content_package,
+    demo,
+    funnel,
+    ideas,
+    media_plan,
+    personas,
+    rss,
+    scrape,
+    trends,
+)
 
-__all__ = ["demo"]
+__all__ = ["brand_kit", "content_package", "demo", "funnel", "ideas", "media_plan", "personas", "rss", "scrape",
+           "trends"]

@@ -1,12 +1,14 @@
 """GENERATE_BRAND_KIT: identity, voice and visual direction for a brand."""
 from __future__ import annotations
 
-from pydantic import BaseModel, Field
+from pydantic import BaseModel, ConfigDict, Field
 
 from .generation import Brief, Done, Part, generative
 
 
 class BrandKitPayload(Brief):
+    model_config = ConfigDict(title="Brand kit")
+
     brand_name: str = Field(min_length=1, max_length=200)
     industry: str = Field(min_length=1, max_length=200)
     description: str = Field("", max_length=4000, description="What the brand does and for whom.")

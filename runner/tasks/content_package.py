@@ -1,12 +1,14 @@
 """GENERATE_CONTENT_PACKAGE: one topic as an outline, an article, social posts and an email."""
 from __future__ import annotations
 
-from pydantic import BaseModel, Field
+from pydantic import BaseModel, ConfigDict, Field
 
 from .generation import Brief, Done, Part, generative
 
 
 class ContentPackagePayload(Brief):
+    model_config = ConfigDict(title="Content package")
+
     topic: str = Field(min_length=1, max_length=500)
     brand: str = Field("", max_length=200)
     audience: str = Field("", max_length=1000)

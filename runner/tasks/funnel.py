@@ -3,12 +3,14 @@ from __future__ import annotations
 
 from collections.abc import Callable
 
-from pydantic import BaseModel, Field
+from pydantic import BaseModel, ConfigDict, Field
 
 from .generation import Brief, Done, Part, generative
 
 
 class FunnelPayload(Brief):
+    model_config = ConfigDict(title="Funnel campaign")
+
     product: str = Field(min_length=1, max_length=2000)
     offer: str = Field("", max_length=500, description="E.g. '14-day free trial'.")
     audience: str = Field(min_length=1, max_length=1000)

@@ -4,12 +4,14 @@ from __future__ import annotations
 from collections.abc import Callable
 from datetime import date, timedelta
 
-from pydantic import BaseModel, Field
+from pydantic import BaseModel, ConfigDict, Field
 
 from .generation import Brief, Done, Part, generative
 
 
 class MediaPlanPayload(Brief):
+    model_config = ConfigDict(title="Media plan")
+
     brand: str = Field(min_length=1, max_length=200)
     product: str = Field("", max_length=2000)
     audience: str = Field(min_length=1, max_length=1000)

@@ -3,7 +3,7 @@ from __future__ import annotations
 
 from collections.abc import Callable
 
-from pydantic import BaseModel, Field
+from pydantic import BaseModel, ConfigDict, Field
 
 from .generation import Brief, Done, Part, batches, generative
 
@@ -11,6 +11,8 @@ BATCH = 10
 
 
 class PersonasPayload(Brief):
+    model_config = ConfigDict(title="Personas")
+
     product: str = Field(min_length=1, max_length=2000)
     market: str = Field(min_length=1, max_length=500, description="Who buys it, and where.")
     count: int = Field(10, ge=1, le=100, description="How many personas.")

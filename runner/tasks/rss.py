@@ -47,7 +47,8 @@ async def sync_rss(ctx: TaskContext, payload: RssPayload) -> dict[str, object]:
     url = sources.canonical(payload.url)
     async with ctx.step("Fetch"):
         known = await sources.ensure_healthy(rt.redis, rt.prefix, url)
-        conditional = {k: v for k, v in (("If-None-Match", known.etag), ("If-Modified-Since", known.last_modified)) if v}
+        validators = (("If-None-Match", known.etag), ("If-Modified-Since", known.last_modified))
+        conditional = {name: value for name, value in validators if value}
         try:
             feed = await sources.fetch(url, conditional)
         except (sources.SourceFailed, Fatal) as e:

@@ -1,0 +1,27 @@
+"""Run a task function in this process as a worker would, keeping every snapshot it flushes."""
+from __future__ import annotations
+
+from typing import Any
+
+import runner.tasks  # noqa: F401  (registers the built-in types)
+from runner import registry
+from runner.context import TaskContext
+
+
+class Run:
+    """A task function called as the worker would, with every flushed snapshot kept."""
+
+    def __init__(self, job_id: str, type_name: str, attempt: int = 1) -> None:
+        self.type = registry.get(type_name)
+        self.snapshots: list[dict[str, Any]] = []
+        self.ctx = TaskContext(job_id, attempt, list(self.type.steps), flush=self.flush,
+                               is_cancel_requested=self.never, interval=0.0, partial_cap=64_000)
+
+    async def flush(self, fields: dict[str, Any]) -> None:
+        self.snapshots.append(dict(fields, steps=[s.model_copy() for s in fields["steps"]]))
+
+    async def never(self) -> bool:
+        return False
+
+    async def __call__(self, payload: dict[str, Any]) -> Any:
+        return await self.type.function(self.ctx, self.type.payload.model_validate(payload))
