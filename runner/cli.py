@@ -10,6 +10,7 @@ from typing import Any, TypeVar
 import click
 import orjson
 
+from .admission import env_name, missing, unavailable_reason
 from .client import Client
 from .errors import InvalidPayload, TaskdeckError
 from .models import Job
@@ -165,12 +166,14 @@ def retry(job_id: str, acting: str | None, as_json: bool) -> None:
 def types(as_json: bool) -> None:
     """Registered task types and their payload schema."""
     with client() as c:
-        found = c.types()
+        found = [(t, unavailable_reason(t, c.settings)) for t in c.types()]
     if as_json:
-        emit([{"name": t.name, "description": t.description, "schema": t.schema()} for t in found])
+        emit([{"name": t.name, "description": t.description, "schema": t.schema(), "unavailable": reason}
+              for t, reason in found])
         return
-    for t in found:
-        click.echo(f"{t.name:<24} {t.description}")
+    for t, reason in found:
+        unset = ", ".join(env_name(name) for name in missing(t, c.settings))
+        click.echo(f"{t.name:<28} {t.description}" + (f"  [unavailable: set {unset}]" if reason else ""))
 
 
 @cli.command()

@@ -72,7 +72,9 @@ def test_unreachable_redis_is_exit_1(redis_url: str) -> None:
 def test_types_and_stats_json(redis_url: str) -> None:
     types = json.loads(cli("types", "--json").stdout)
     demo = next(t for t in types if t["name"] == "DEMO")
-    assert set(demo) == {"name", "description", "schema"}
+    assert set(demo) == {"name", "description", "schema", "unavailable"} and demo["unavailable"] is None
+    plan = next(t for t in types if t["name"] == "GENERATE_MEDIA_PLAN")
+    assert "needs an LLM endpoint: set TASKDECK_LLM_BASE_URL" in plan["unavailable"]
     assert demo["schema"]["properties"]["duration_s"]["maximum"] == 3600
     stats = json.loads(cli("stats", "--json").stdout)
     assert stats["queue_depth"] == {"high": 0, "normal": 0, "low": 0}
