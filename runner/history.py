@@ -66,7 +66,10 @@ async def plan(store: Store, q: HistoryQuery) -> Plan:
     keys = store.keys
     lo = q.since.timestamp() if q.since else "-inf"
     hi = f"({q.until.timestamp()}" if q.until else "+inf"
-    statuses = [keys.status(s) for s in dict.fromkeys(q.status)] or [keys.all]
+    wanted = list(dict.fromkeys(q.status)) or ([s for s in JobStatus] if q.error else [])
+    if q.error:  # a completed job has no last_error (transitions.complete clears it)
+        wanted = [s for s in wanted if s is not JobStatus.completed] or [JobStatus.completed]
+    statuses = [keys.status(s) for s in wanted] or [keys.all]
     filters = [*([keys.type(q.type)] if q.type else []), *([keys.user(q.user)] if q.user else [])]
     async with store.redis.pipeline(transaction=False) as pipe:
         for key in [*statuses, *filters]:
@@ -78,32 +81,24 @@ async def plan(store: Store, q: HistoryQuery) -> Plan:
     return Plan(driver, size, lo, hi, others)
 
 
+async def chunk(store: Store, p: Plan, key: str, start: int, newest_first: bool) -> list[tuple[str, float]]:
+    if newest_first:
+        return await store.redis.zrevrangebyscore(key, p.hi, p.lo, start=start, num=CHUNK, withscores=True)
+    return await store.redis.zrangebyscore(key, p.lo, p.hi, start=start, num=CHUNK, withscores=True)
+
+
 async def merged(store: Store, p: Plan, newest_first: bool = True, skip: int = 0) -> AsyncIterator[str]:
-    """The driver's ids in score order, merging its sorted sets, read CHUNK at a time."""
-    if len(p.driver) == 1:
-        key, start = p.driver[0], skip
-        while True:
-            if newest_first:
-                ids = await store.redis.zrevrangebyscore(key, p.hi, p.lo, start=start, num=CHUNK)
-            else:
-                ids = await store.redis.zrangebyscore(key, p.lo, p.hi, start=start, num=CHUNK)
-            for job_id in ids:
-                yield job_id
-            if len(ids) < CHUNK:
-                return
-            start += CHUNK
+    """The driver's ids in score order, merging its sorted sets, read CHUNK at a time; one set skips
+    in Redis, several skip while merging."""
+    single = len(p.driver) == 1
+    offsets = dict.fromkeys(p.driver, skip if single else 0)
+    skip = 0 if single else skip
     buffers: dict[str, list[tuple[str, float]]] = {key: [] for key in p.driver}
-    offsets, exhausted = dict.fromkeys(p.driver, 0), set()
-    skipped = 0
+    exhausted: set[str] = set()
     while True:
         for key in p.driver:
             if not buffers[key] and key not in exhausted:
-                if newest_first:
-                    rows = await store.redis.zrevrangebyscore(key, p.hi, p.lo, start=offsets[key], num=CHUNK,
-                                                              withscores=True)
-                else:
-                    rows = await store.redis.zrangebyscore(key, p.lo, p.hi, start=offsets[key], num=CHUNK,
-                                                           withscores=True)
+                rows = await chunk(store, p, key, offsets[key], newest_first)
                 offsets[key] += len(rows)
                 buffers[key] = rows[::-1]
                 if len(rows) < CHUNK:
@@ -113,14 +108,16 @@ async def merged(store: Store, p: Plan, newest_first: bool = True, skip: int = 0
             return
         pick = (max if newest_first else min)(live, key=lambda key: buffers[key][-1][1])
         job_id = buffers[pick].pop()[0]
-        if skipped < skip:
-            skipped += 1
+        if skip:
+            skip -= 1
             continue
         yield job_id
 
 
 class Scan:
-    """Matching ids in batches; stops after `limit` driver entries (then `truncated` is set)."""
+    """Matching ids in batches. Text search (id prefix, error) has no index, so it reads the driver
+    index and filters: bounded by `limit` entries when a caller needs an answer now (then
+    `truncated` is set), unbounded for export and bulk actions."""
 
     def __init__(self, store: Store, p: Plan, q: HistoryQuery, limit: int | None = None,
                  newest_first: bool = True) -> None:
@@ -150,12 +147,10 @@ class Scan:
                 for group in self.plan.any_of:
                     for key in group:
                         pipe.zmscore(key, ids)
-                rows = iter(await pipe.execute())
-            member = [True] * len(ids)
-            for group in self.plan.any_of:
-                found = [any(col) for col in zip(*[[s is not None for s in next(rows)] for _ in group])]
-                member = [a and b for a, b in zip(member, found)]
-            ids = [job_id for job_id, ok in zip(ids, member) if ok]
+                scores = iter(await pipe.execute())
+            inside = [[any(s is not None for s in column) for column in zip(*(next(scores) for _ in group))]
+                      for group in self.plan.any_of]
+            ids = [job_id for job_id, *found in zip(ids, *inside) if all(found)]
         if ids and self.query.error:
             ids = await self.with_error(ids, self.query.error.lower())
         return ids

@@ -10,7 +10,7 @@ from __future__ import annotations
 import math
 import re
 import time
-from datetime import datetime, timezone
+from datetime import datetime, timedelta, timezone
 from typing import Any
 
 from pydantic import BaseModel
@@ -119,6 +119,12 @@ class Window(BaseModel):
     buckets: list[Bucket]
     top_errors: list[ErrorCount]
 
+    @property
+    def span(self) -> tuple[datetime, datetime]:
+        """From the start of the first bucket to the end of the last."""
+        size = timedelta(seconds=60 if self.resolution == "1m" else 3600)
+        return self.buckets[0].at, self.buckets[-1].at + size
+
     def total(self, name: str) -> float:
         return sum(b.get(name) for b in self.buckets)
 
@@ -157,7 +163,8 @@ class Window(BaseModel):
         for job_type, hist in sorted(counts.items()):
             n = self.total(f"duration_n:{job_type}")
             rows.append(Percentiles(
-                type=job_type, count=int(sum(hist.values())), mean_s=self.total(f"duration_s:{job_type}") / n if n else None,
+                type=job_type, count=int(sum(hist.values())),
+                mean_s=self.total(f"duration_s:{job_type}") / n if n else None,
                 p50_s=percentile(hist, DURATION_BOUNDS_S, 0.5), p95_s=percentile(hist, DURATION_BOUNDS_S, 0.95),
             ))
         return rows

@@ -50,8 +50,9 @@ async def shutdown(ctx: dict[str, Any]) -> None:
     state: WorkerState | None = ctx.get("taskdeck")
     if state is None:
         return
-    await heartbeat.stop(state, ctx["taskdeck_tasks"])
-    await state.client.close()
+    await heartbeat.stop(state, ctx.get("taskdeck_tasks", []))
+    if state.client is not None:
+        await state.client.close()
     await state.store.redis.aclose()
 
 

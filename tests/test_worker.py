@@ -54,6 +54,8 @@ def test_event_stream_tells_the_story_in_order(client: Client, worker, r) -> Non
 
 def test_workers_alive_counts_heartbeats(client: Client, start_worker) -> None:
     proc = start_worker()
+    job = client.submit("DEMO", {"duration_s": 0})
+    assert client.wait_terminal(job.id, 15).status is JobStatus.completed, "the worker never ran a job"
     wait_until(lambda: client.stats().workers_alive == 1, 15, "the worker's heartbeat")
     [info] = client.workers()
     assert info.alive and info.pid == proc.pid

@@ -1,0 +1,183 @@
+"""Job: one job's whole story (`/job?id=ID`): status, steps across attempts, output, payload,
+attempts with errors and tracebacks, audit; cancel and retry. Live while the job runs."""
+from __future__ import annotations
+
+import json
+
+import streamlit as st
+
+from runner import Job, JobNotFound, TaskdeckError
+from runner.models import utcnow
+from ui import charts
+from ui.session import client, guard
+from ui.text import ago, literal, seconds, short, until
+from ui.tables import elapsed
+
+RESULT_SHOWN_CHARS = 50_000
+STATUS_COLORS = {"queued": "gray", "processing": "blue", "retrying": "orange", "completed": "green",
+                 "failed": "red", "cancelled": "violet"}
+
+c = client()
+job_id = st.query_params.get("id", "").strip()
+
+
+def pick() -> None:
+    st.title("Job")
+    entered = st.text_input("Job id", placeholder="32 hex characters, as in a job link")
+    if entered:
+        st.query_params["id"] = entered.strip()
+        st.rerun()
+    st.caption("Recent jobs")
+    for job in c.list(limit=10):
+        st.page_link("app_pages/job.py", label=f"{short(job.id)} · {job.type} · {job.status.value}",
+                     query_params={"id": job.id})
+
+
+def actions(job: Job) -> None:
+    left, middle, right, _ = st.columns([1.2, 1.2, 2, 4])
+    if left.button("Cancel", icon=":material/cancel:", disabled=job.status.terminal):
+        act(lambda: c.cancel(job.id), "Cancel requested")
+    if middle.button("Retry", icon=":material/replay:", disabled=job.status.value not in ("failed", "cancelled")):
+        act(lambda: c.retry(job.id), "Queued again")
+    right.page_link("app_pages/submit.py", label="Retry with edited inputs", icon=":material/edit_note:",
+                    query_params={"from": job.id}, disabled=not job.status.terminal)
+
+
+def act(action, done: str) -> None:
+    try:
+        job = action()
+    except TaskdeckError as e:
+        st.toast(f"{literal(e, 160)}", icon=":material/error:")
+        return
+    st.toast(f"{done}: job is {job.status.value}", icon=":material/check_circle:")
+    st.rerun()
+
+
+def story() -> None:
+    with guard(reconnect=False):
+        job = c.get(job_id)
+        if running and job.status.terminal:
+            st.rerun()
+        now = utcnow()
+        overview(job, now)
+        steps, output, payload, attempts, audit = st.tabs(["Steps", "Output", "Payload", "Attempts", "Audit"])
+        with steps:
+            show_steps(job, now)
+        with output:
+            show_output(job)
+        with payload:
+            st.json(job.payload)
+        with attempts:
+            show_attempts(job)
+        with audit:
+            show_audit(job)
+
+
+def overview(job: Job, now) -> None:
+    st.badge(job.status.value, color=STATUS_COLORS.get(job.status.value, "gray"))
+    cols = st.columns(5)
+    cols[0].metric("Progress", f"{job.progress:.0f} %", border=True)
+    cols[1].metric("Attempts", f"{job.attempts} of {job.max_attempts}", border=True)
+    cols[2].metric("Elapsed", seconds(elapsed(job, now)), border=True)
+    if job.status.terminal:
+        cols[3].metric("Finished", ago(job.completed_at, now), border=True)
+    else:
+        cols[3].metric("ETA", until(job.eta, now) if job.eta else "—", border=True)
+    cols[4].metric("Priority", job.priority.value, border=True)
+    if not job.status.terminal:
+        st.progress(min(1.0, job.progress / 100), text=job.current_step or job.status.value)
+    if reason := getattr(job, "waiting_reason", None):
+        st.info(reason, icon=":material/pause_circle:")
+    if job.next_attempt_at and job.status.value == "retrying":
+        st.caption(f"Next attempt {until(job.next_attempt_at, now)}.")
+    if job.last_error:
+        st.caption("Last error")
+        st.code(job.last_error, language=None, wrap_lines=True)
+    if job.tokens_in or job.tokens_out:
+        st.caption(f"LLM usage: {job.tokens_in:,} tokens in, {job.tokens_out:,} out, ${job.cost_usd:.4f}")
+
+
+def show_steps(job: Job, now) -> None:
+    frame = charts.attempts_steps(job, now)
+    if frame.empty:
+        st.caption("No steps reported yet.")
+        return
+    figure = charts.steps_timeline(frame)
+    if figure is not None:
+        st.plotly_chart(figure, width="stretch", key="steps_timeline")
+    st.dataframe(frame[["Attempt", "Name", "Status", "Progress", "Started", "Finished", "Error"]], hide_index=True,
+                 width="stretch", column_config={
+                     "Progress": st.column_config.ProgressColumn("Progress", min_value=0.0, max_value=1.0,
+                                                                 format="percent"),
+                     "Started": st.column_config.DatetimeColumn("Started", format="HH:mm:ss.SSS"),
+                     "Finished": st.column_config.DatetimeColumn("Finished", format="HH:mm:ss.SSS")})
+
+
+def show_output(job: Job) -> None:
+    if job.partial:
+        st.caption("Partial output" + (" (kept from the run)" if job.status.terminal else ", as it is written"))
+        st.code(job.partial, language=None, wrap_lines=True, height=300)
+    if job.result is None:
+        if not job.partial:
+            st.caption("No output yet." if not job.status.terminal else "No result.")
+        return
+    st.caption("Result")
+    if isinstance(job.result, dict) and "artifact" in job.result:
+        st.caption(f"Large result kept as an artifact ({job.result.get('bytes', 0):,} bytes); preview:")
+        st.code(str(job.result.get("preview", "")), language="json", wrap_lines=True)
+        st.download_button("Download the full result (JSON)", data=lambda: c.artifact(job.id) or "",
+                           file_name=f"{job.id}.json", mime="application/json", icon=":material/download:",
+                           on_click="ignore")
+        return
+    text = json.dumps(job.result, indent=2, ensure_ascii=False)
+    if len(text) <= RESULT_SHOWN_CHARS:
+        st.json(job.result, expanded=2)
+    else:
+        st.code(text[:RESULT_SHOWN_CHARS] + "\n…", language="json")
+    st.download_button("Download result (JSON)", data=text, file_name=f"{job.id}.json", mime="application/json",
+                       icon=":material/download:", on_click="ignore")
+
+
+def show_attempts(job: Job) -> None:
+    if not job.attempt_log:
+        st.caption("No attempt has finished yet.")
+    for attempt in reversed(job.attempt_log):
+        ended = attempt.finished_at and attempt.started_at
+        took = (attempt.finished_at - attempt.started_at).total_seconds() if ended else None
+        with st.container(border=True):
+            st.markdown(f"**Attempt {attempt.number}** · {literal(attempt.outcome)} · {seconds(took)}"
+                        + (f" · worker {literal(attempt.worker)}" if attempt.worker else ""))
+            if attempt.error:
+                st.code(attempt.error, language=None, wrap_lines=True)
+            if attempt.traceback:
+                with st.expander("Traceback"):
+                    st.code(attempt.traceback, language="python")
+
+
+def show_audit(job: Job) -> None:
+    rows = [("Submitted", job.user_id + (f" (org {job.org_id})" if job.org_id else ""), job.queued_at)]
+    if job.cancel_requested_by:
+        rows.append(("Cancel requested", job.cancel_requested_by, job.cancel_requested_at))
+    if job.retried_by:
+        rows.append((f"Retried from {job.retried_from or '?'}", job.retried_by, job.retried_at))
+    if job.worker:
+        rows.append(("Last worker", job.worker, job.started_at))
+    when = st.column_config.DatetimeColumn("When", format="YYYY-MM-DD HH:mm:ss")
+    st.dataframe([{"What": what, "Who": who, "When": at} for what, who, at in rows], hide_index=True, width="stretch",
+                 column_config={"When": when})
+
+
+if not job_id:
+    pick()
+    st.stop()
+try:
+    current = c.get(job_id)
+except JobNotFound as e:
+    st.title("Job")
+    st.warning(str(e), icon=":material/search_off:")
+    st.stop()
+st.title(f"{current.type} · {short(current.id)}")
+st.caption(f"Job {literal(current.id)}")
+actions(current)
+running = not current.status.terminal
+st.fragment(story, run_every=1 if running else None)()

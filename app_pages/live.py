@@ -1,0 +1,77 @@
+"""Live: active jobs with progress, steps, ETA and queue position, refreshed every second.
+
+Table selections are row positions, so rows keep the order in which this session first saw them
+(oldest first, newcomers appended) and finished jobs stay, marked, until "Clear finished".
+"""
+from __future__ import annotations
+
+import streamlit as st
+
+from runner import Priority
+from runner.models import utcnow
+from ui.session import client, guard
+from ui.tables import LIVE_COLUMNS, live_rows
+from ui.text import literal
+
+state = st.session_state
+st.title("Live")
+mine = st.toggle("Only my jobs", key="live_mine")
+if state.get("live_scope") != mine:
+    state.live_scope, state.live_order, state.live_table = mine, [], state.get("live_table", 0) + 1
+
+
+def cancel(job_ids: list[str]) -> None:
+    with guard(reconnect=False):
+        result = client().cancel_many(job_ids)
+        state.live_flash = (len(result.done), len(job_ids), list(result.errors.values())[:3])
+
+
+def clear_finished() -> None:
+    state.live_order, state.live_table = [], state.live_table + 1
+
+
+@st.fragment(run_every=1)
+def board() -> None:
+    c = client()
+    if flash := state.pop("live_flash", None):
+        done, asked, errors = flash
+        st.toast(f"Cancelled {done} of {asked}" + "".join(f" · {literal(e, 100)}" for e in errors),
+                 icon=":material/cancel:")
+    with guard(reconnect=False):
+        view = c.live(user=c.user if mine else None, include=state.live_order)
+        rows = {row.job.id: row for row in view.jobs}
+        state.live_order = [i for i in state.live_order if i in rows] + [i for i in rows if i not in state.live_order]
+        ordered = [rows[i] for i in state.live_order]
+        header(view.queue_depth, view.workers_alive, sum(r.stalled for r in ordered), view.truncated)
+        if not ordered:
+            st.info("No queued or running jobs. Submit one from the Submit page.", icon=":material/hourglass_empty:")
+            return
+        table = st.dataframe(live_rows(ordered, utcnow()), key=f"live_table_{state.live_table}", hide_index=True,
+                             column_config=LIVE_COLUMNS, on_select="rerun", selection_mode="multi-row",
+                             width="stretch")
+        picked = [ordered[i].job for i in table.selection.rows if i < len(ordered)]
+        cancellable = [job.id for job in picked if not job.status.terminal]
+        left, right, _ = st.columns([2, 2, 6])
+        left.button(f"Cancel selected ({len(cancellable)})", icon=":material/cancel:", disabled=not cancellable,
+                    on_click=cancel, args=(cancellable,))
+        if any(row.job.status.terminal for row in ordered):
+            right.button("Clear finished", icon=":material/clear_all:", on_click=clear_finished)
+
+
+def header(depth: dict[Priority, int], workers: int, stalled: int, truncated: bool) -> None:
+    cols = st.columns(5)
+    for col, priority in zip(cols, Priority):
+        col.metric(f"Queued · {priority.value}", depth.get(priority, 0), border=True)
+    cols[3].metric("Workers online", workers, border=True)
+    with cols[4]:
+        if stalled:
+            st.badge(f"{stalled} stalled", icon=":material/warning:", color="orange")
+        if not workers:
+            st.badge("no worker running", icon=":material/power_off:", color="red")
+        if truncated:
+            st.caption("Showing the oldest 500 active jobs.")
+
+
+board()
+st.caption(f"A running job is marked stalled when its record has not changed for "
+           f"{client().settings.stalled_after_s:g} s (TASKDECK_STALLED_AFTER_S).")

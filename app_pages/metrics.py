@@ -1,0 +1,82 @@
+"""Metrics: queue depth, throughput, success rate, durations, waits, errors and submitters over a
+time range, from the metric buckets (per minute for 1h and 24h, per hour for 7d and 30d)."""
+from __future__ import annotations
+
+import pandas as pd
+import streamlit as st
+
+from runner import AccessDenied
+from ui import charts
+from ui.session import client
+from ui.text import percent, seconds
+
+c = client()
+st.title("Metrics")
+span = st.segmented_control("Time range", ["1h", "24h", "7d", "30d"], default="24h", key="metrics_span",
+                            required=True, persist_state="session") or "24h"
+try:
+    window = c.metrics(span)
+except AccessDenied as e:
+    st.warning(str(e), icon=":material/lock:")
+    st.stop()
+
+totals = st.columns(5)
+totals[0].metric("Submitted", f"{window.total('submitted'):,.0f}", border=True)
+totals[1].metric("Completed", f"{window.total('completed'):,.0f}", border=True)
+totals[2].metric("Failed", f"{window.total('failed'):,.0f}", border=True)
+totals[3].metric("Success rate", percent(window.success_rate()), border=True)
+totals[4].metric("Mean wait", seconds(window.mean_wait_s()), border=True)
+step = "minute" if window.resolution == "1m" else "hour"
+
+
+def panel(column, title: str, figure, empty: bool, note: str = "") -> None:
+    with column.container(border=True):
+        st.markdown(f"**{title}**")
+        if empty:
+            st.caption(note or "No data in this range yet.")
+        else:
+            st.plotly_chart(figure, width="stretch", key=title)
+
+
+depth = window.queue_depth()
+left, right = st.columns(2)
+panel(left, "Queue depth per priority", charts.queue_depth(depth, window.span), not depth,
+      "No samples yet: workers sample the queue depth every few seconds while they run.")
+done = window.throughput()
+panel(right, f"Completed and failed per {step}", charts.throughput(done, window.span),
+      not any(r["completed"] or r["failed"] for r in done))
+left, right = st.columns(2)
+rates = window.success_over_time()
+panel(left, f"Success rate per {step}", charts.success_rate(rates, window.span),
+      all(r["success_rate"] is None for r in rates))
+durations = window.durations()
+panel(right, "Duration p50 / p95 per type (s)", charts.durations(durations), not durations)
+left, right = st.columns(2)
+waits = window.wait_histogram()
+panel(left, "Wait before the first start", charts.wait_histogram(waits), not any(r["count"] for r in waits))
+with right.container(border=True):
+    st.markdown("**Duration per type**")
+    if durations:
+        st.dataframe(pd.DataFrame([{"Type": d.type, "Runs": d.count, "Mean": seconds(d.mean_s), "p50": seconds(d.p50_s),
+                                    "p95": seconds(d.p95_s)} for d in durations]), hide_index=True, width="stretch")
+    else:
+        st.caption("No completed jobs in this range yet.")
+
+left, right = st.columns(2)
+with left.container(border=True):
+    st.markdown("**Top error messages** (failed attempts; numbers and ids folded)")
+    if window.top_errors:
+        st.dataframe(pd.DataFrame([{"Error": e.message, "Count": e.count} for e in window.top_errors]),
+                     hide_index=True, width="stretch")
+    else:
+        st.caption("No failed attempts in this range.")
+with right.container(border=True):
+    st.markdown("**Success rate per submitter**")
+    users = window.by_user()
+    if users:
+        st.dataframe(pd.DataFrame([{"Submitter": u.user, "Completed": u.completed, "Failed": u.failed,
+                                    "Success rate": u.success_rate} for u in users]), hide_index=True,
+                     width="stretch", column_config={"Success rate": st.column_config.ProgressColumn(
+                         "Success rate", min_value=0.0, max_value=1.0, format="percent")})
+    else:
+        st.caption("No finished jobs in this range.")

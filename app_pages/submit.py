@@ -1,0 +1,67 @@
+"""Submit: pick a task type; its form is built from the payload model's JSON schema (ui/forms.py).
+`?from=ID` opens it filled in with that job's inputs ("retry with edited inputs")."""
+from __future__ import annotations
+
+import streamlit as st
+
+from runner import InvalidPayload, JobNotFound, Priority, TaskdeckError
+from runner.admission import unavailable_reason
+from ui.forms import Form, errors_by_field
+from ui.session import client
+from ui.text import literal, short
+
+c = client()
+state = st.session_state
+types = {t.name: t for t in sorted(c.types(), key=lambda t: unavailable_reason(t, c.settings) is not None)}
+source = None
+if source_id := st.query_params.get("from"):
+    try:
+        source = c.get(source_id)
+    except JobNotFound as e:
+        st.warning(str(e), icon=":material/search_off:")
+
+st.title("Submit a job")
+if source and state.get("prefilled_from") != source.id:
+    for key in [k for k in state if str(k).startswith(f"payload:{source.type}.")]:
+        del state[key]
+    state["submit_type"], state["prefilled_from"] = source.type, source.id
+    state[f"priority:{source.type}"] = source.priority.value
+
+name = st.selectbox("Task type", list(types), key="submit_type",
+                    format_func=lambda n: f"{n} — {types[n].description}" if types[n].description else n)
+task_type = types[name]
+if source and source.type == name:
+    st.info(f"Pre-filled from job {literal(short(source.id))} ({source.status.value}); edit and submit to run it "
+            "again as a new job.", icon=":material/edit_note:")
+reason = unavailable_reason(task_type, c.settings)
+if reason:
+    st.warning(reason, icon=":material/block:")
+
+errors = state.get("submit_errors", {}).get(name, {})
+with st.form(f"submit:{name}", border=True):
+    initial = source.payload if source and source.type == name else None
+    form = Form(task_type.schema(), f"payload:{name}", errors, initial)
+    payload = form.render()
+    state.setdefault(f"priority:{name}", task_type.priority.value)
+    priority = st.selectbox("Priority", [p.value for p in Priority], key=f"priority:{name}")
+    sent = st.form_submit_button("Submit job", type="primary", icon=":material/send:", disabled=reason is not None)
+
+if sent:
+    state.setdefault("submit_errors", {})[name] = {}
+    if form.invalid:
+        state["submit_errors"][name] = form.invalid
+        st.rerun()
+    try:
+        job = c.submit(name, payload, priority=priority)
+    except InvalidPayload as e:
+        state["submit_errors"][name] = errors_by_field(e.errors) or {"": [str(e)]}
+        st.rerun()
+    except TaskdeckError as e:
+        st.error(str(e), icon=":material/error:")
+    else:
+        state["submitted"] = job.id
+        st.toast(f"Job {literal(short(job.id))} submitted · [open](job?id={job.id})", icon=":material/check_circle:")
+
+if last := state.get("submitted"):
+    st.success(f"Submitted job {literal(last)}.", icon=":material/check_circle:")
+    st.page_link("app_pages/job.py", label="Open the job", icon=":material/open_in_new:", query_params={"id": last})

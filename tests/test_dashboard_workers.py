@@ -1,0 +1,36 @@
+"""Workers page: alive and dead workers, empty state."""
+from __future__ import annotations
+
+import asyncio
+
+from runner import AsyncClient, Client, heartbeat
+from runner.execution import WorkerState
+
+from tests.dashboard_fixtures import client, open_page, texts  # noqa: F401
+
+
+def test_no_workers(client: Client) -> None:
+    at = open_page("workers")
+    assert "No worker has reported" in texts(at)
+
+
+def test_alive_and_dead_workers(client: Client) -> None:
+    async def beats() -> None:
+        async with AsyncClient() as ac:
+            await heartbeat.beat(WorkerState(ac.store, "w-alive"))
+            await heartbeat.beat(WorkerState(ac.store, "w-dead"), alive=False)
+    asyncio.run(beats())
+    at = open_page("workers")
+    frame = at.dataframe[0].value
+    assert list(frame["Worker"]) == ["w-alive", "w-dead"] and list(frame["Status"]) == ["alive", "dead"]
+    assert [m.value for m in at.metric][:2] == ["1", "1"]
+
+
+def test_schedules_are_listed(client: Client) -> None:
+    from runner.schedules import Schedule
+    assert "No schedules" in texts(open_page("workers"))
+    client.save_schedule(Schedule(name="nightly-demo", type="DEMO", cron="0 3 * * *"))
+    frame = open_page("workers").dataframe[-1].value
+    assert frame.to_dict("records")[0] | {"Next run": "", "Last run": ""} == {
+        "Name": "nightly-demo", "Type": "DEMO", "Cron": "0 3 * * *", "State": "active", "Next run": "",
+        "Last run": "", "Last outcome": "—", "Owner": frame["Owner"][0]}

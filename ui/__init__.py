@@ -1,0 +1,1 @@
+"""The dashboard's shared UI pieces (they import streamlit; runner/ never does)."""
