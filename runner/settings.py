@@ -39,7 +39,7 @@ class Settings(BaseSettings):
     lease_s: float = Field(30.0, ge=3, description="A running job's lease; a dead worker's job runs again after it.")
     shutdown_grace_s: int = Field(5, ge=0, description="On SIGTERM, how long running jobs may finish before handback.")
     retention_days: float = Field(30.0, gt=0, description="How long finished jobs are kept.")
-    progress_interval_s: float = Field(0.2, gt=0, description="Least time between two progress writes of one job.")
+    progress_interval_s: float = Field(0.25, gt=0, description="Least time between two progress writes of one job.")
     idempotency_window_s: int = Field(86400, ge=1, description="How long an idempotency key maps to its first job.")
     cancel_wait_s: float = Field(1.5, ge=0, description="How long cancel() waits to see a running job stop.")
 
@@ -51,6 +51,7 @@ class Settings(BaseSettings):
     events_maxlen: int = Field(50_000, ge=100, description="Approximate length cap of the event stream.")
 
     production: bool = Field(False, description="Workers refuse a Redis without persistence or with eviction.")
+    log_arq_jobs: bool = Field(False, description="Keep ARQ's own two log lines per job beside Taskdeck's.")
     log_json: bool = Field(False, description="Worker transition logs as JSON lines.")
     local_user: str = Field("admin@local", description="Who acts when no user is given; always an admin.")
     stalled_after_s: float = Field(60.0, gt=0, description="A running job whose record has not changed for this "

@@ -5,6 +5,7 @@ indexes, metric buckets, the event stream and ARQ's own keys never disagree, eve
 """
 from __future__ import annotations
 
+import socket
 import time
 from collections.abc import AsyncIterator, Iterable, Sequence
 from contextlib import asynccontextmanager
@@ -30,7 +31,7 @@ ATTEMPT_FIELD = "attempt:"
 
 
 def dumps(value: Any) -> str:
-    return orjson.dumps(to_jsonable_python(value)).decode()
+    return orjson.dumps(value, default=to_jsonable_python).decode()
 
 
 def encode(fields: dict[str, Any]) -> dict[str, str]:
@@ -60,17 +61,22 @@ def reconnecting() -> Retry:
     return Retry(ExponentialBackoff(cap=2.0, base=0.05), retries=-1)
 
 
+KEEPALIVE = {socket.TCP_KEEPIDLE: 10, socket.TCP_KEEPINTVL: 5, socket.TCP_KEEPCNT: 3}
+
+
 def connect(settings: Settings, resilient: bool = False) -> Redis:
-    """A client fails fast (RedisUnavailable); a worker (`resilient`) waits for Redis to come back."""
-    return Redis.from_url(
-        settings.url,
-        decode_responses=True,
-        socket_connect_timeout=min(2.0, settings.redis_timeout_s),
-        socket_timeout=settings.redis_timeout_s,
-        health_check_interval=30,
-        **({"ssl_check_hostname": True} if settings.url.startswith("rediss://") else {}),
-        **({"retry": reconnecting(), "retry_on_error": RECONNECT_ERRORS} if resilient else {}),
+    """A client fails fast (RedisUnavailable). A worker (`resilient`) waits for Redis to come back; it
+    has no per-command timeout (on Python 3.11 that costs a task per command) and finds a dead peer
+    through TCP keepalive instead."""
+    options: dict[str, Any] = (
+        {"retry": reconnecting(), "retry_on_error": RECONNECT_ERRORS, "socket_keepalive": True,
+         "socket_keepalive_options": KEEPALIVE}
+        if resilient else {"socket_timeout": settings.redis_timeout_s}
     )
+    if settings.url.startswith("rediss://"):
+        options["ssl_check_hostname"] = True
+    return Redis.from_url(settings.url, decode_responses=True, health_check_interval=30,
+                          socket_connect_timeout=min(2.0, settings.redis_timeout_s), **options)
 
 
 class Store:

@@ -32,7 +32,7 @@ ARQ_GRACE_S = 60
 
 
 async def startup(ctx: dict[str, Any]) -> None:
-    logs.configure(settings.log_json)
+    logs.configure(settings.log_json, settings.log_arq_jobs)
     store = Store(connect(settings, resilient=True), settings)
     if settings.production and (found := await durability.problems(store.redis)):
         logger.error("refusing to start: this Redis can lose jobs: %s (TASKDECK_PRODUCTION is set)", "; ".join(found))
