@@ -15,12 +15,14 @@ local id = string.sub(job, #prefix + 5)
 local TERMINAL = {completed = true, failed = true, cancelled = true}
 local PENDING = {queued = true, retrying = true}
 
+local seen = {}
 local function field(name)
-  local raw = redis.call('HGET', job, name)
-  if not raw then return nil end
-  local value = cjson.decode(raw)
-  if value == cjson.null then return nil end
-  return value
+  if seen[name] == nil then
+    local raw = redis.call('HGET', job, name)
+    seen[name] = raw and cjson.decode(raw) or cjson.null
+  end
+  if seen[name] == cjson.null then return nil end
+  return seen[name]
 end
 
 local exists = redis.call('EXISTS', job) == 1
