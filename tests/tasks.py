@@ -65,3 +65,14 @@ class ProcessPayload(BaseModel):
 async def subprocess_task(ctx: TaskContext, payload: ProcessPayload) -> None:
     """Starts a program that would run for a minute, and outlives its 1 s timeout."""
     await ctx.run_process("sh", "-c", f"echo $$ > {payload.pid_file}; exec sleep 60")
+
+
+class MessagePayload(BaseModel):
+    message: str = Field(max_length=2000)
+
+
+@task("TEST_FAIL_WITH", payload=MessagePayload, max_attempts=1)
+async def fail_with(ctx: TaskContext, payload: MessagePayload) -> None:
+    """Saves `message` as partial output, then fails with it: for rendering tests."""
+    await ctx.save_partial(payload.message)
+    raise Fatal(payload.message)
