@@ -190,7 +190,8 @@ def stats(as_json: bool) -> None:
     click.echo("jobs: " + ", ".join(f"{st} {n}" for st, n in s.by_status.items()))
     rate = "-" if s.success_rate_1h is None else f"{s.success_rate_1h:.1%}"
     click.echo(f"success rate (1 h): {rate}   throughput: {s.throughput_per_min:.1f}/min   "
-               f"workers alive: {s.workers_alive}   dead letters: {s.dead_letter}")
+               f"workers alive: {s.workers_alive}   dead letters: {s.dead_letter}   "
+               f"re-runs after a lost worker (1 h): {s.lost_1h}")
 
 
 @cli.command()
