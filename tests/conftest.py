@@ -60,6 +60,33 @@ def r(redis_url: str) -> Iterator[redis.Redis]:
     client.close()
 
 
+class OwnRedis:
+    """A redis-server of one test's own, with AOF like production, that the test may kill or pause."""
+
+    def __init__(self, data: Path) -> None:
+        self.data, self.port = data, free_port()
+        self.url = f"redis://127.0.0.1:{self.port}/0"
+        self.proc = redis_server.start(self.data, self.port, persistent=True)
+
+    def kill_and_restart(self) -> None:
+        self.proc.send_signal(signal.SIGKILL)
+        self.proc.wait()
+        self.proc = redis_server.start(self.data, self.port, persistent=True)
+
+    def stop(self) -> None:
+        self.proc.send_signal(signal.SIGCONT)
+        self.proc.terminate()
+        self.proc.wait(10)
+
+
+@pytest.fixture
+def own_redis(tmp_path: Path) -> Iterator[OwnRedis]:
+    """Request it before `start_worker`, so that workers stop before their Redis does."""
+    server = OwnRedis(tmp_path / "own-redis")
+    yield server
+    server.stop()
+
+
 WorkerFactory = Callable[..., subprocess.Popen[bytes]]
 
 

@@ -3,12 +3,10 @@ from __future__ import annotations
 
 import signal
 import time
-from pathlib import Path
 
 import pytest
 
-from runner import Client, JobStatus, RedisUnavailable, Settings, redis_server
-from tests.conftest import free_port
+from runner import Client, JobStatus, RedisUnavailable, Settings
 from tests.polling import wait_until
 
 
@@ -61,36 +59,24 @@ def test_sigterm_deploy_finishes_short_jobs_and_hands_back_long_ones(redis_url: 
 
 
 @pytest.mark.parametrize("pause_s", scale(6, 30))
-def test_redis_paused_submit_fails_fast_and_nothing_stays_processing(tmp_path: Path, start_worker,
-                                                                     pause_s: int) -> None:
-    port = free_port()
-    url = f"redis://127.0.0.1:{port}/0"
-    server = redis_server.start(tmp_path / "redis", port, persistent=True)
-    worker = start_worker(REDIS_URL=url, TASKDECK_LEASE_S="30")
-    try:
-        with Client(Settings(redis_url=url)) as client:
-            running = client.submit("DEMO", {"duration_s": 2, "steps": 2})
-            wait_until(lambda: client.get(running.id).status is JobStatus.processing, 15, "the job to start")
-            server.send_signal(signal.SIGSTOP)
-            paused = time.monotonic()
-            began = time.monotonic()
-            with pytest.raises(RedisUnavailable, match="job queue unavailable.*nothing was submitted"):
-                client.submit("DEMO", {})
-            refused_in = time.monotonic() - began
-            print(f"\nsubmit with Redis paused: refused in {refused_in:.1f} s")
-            assert refused_in < 5
-            wait_until(lambda: time.monotonic() - paused >= pause_s, pause_s + 1, "the pause to last", every=0.2)
-            server.send_signal(signal.SIGCONT)
-            done = wait_until(lambda: (j := client.get(running.id)).status.terminal and j, 60, "the job to end")
-            assert done.status is JobStatus.completed
-            assert client.stats().by_status[JobStatus.processing] == 0
-            assert worker.poll() is None
-        worker.send_signal(signal.SIGTERM)
-        worker.wait(15)
-    finally:
-        server.send_signal(signal.SIGCONT)
-        server.terminate()
-        server.wait(10)
+def test_redis_paused_submit_fails_fast_and_nothing_stays_processing(own_redis, start_worker, pause_s: int) -> None:
+    worker = start_worker(REDIS_URL=own_redis.url, TASKDECK_LEASE_S="30")
+    with Client(Settings(redis_url=own_redis.url)) as client:
+        running = client.submit("DEMO", {"duration_s": 2, "steps": 2})
+        wait_until(lambda: client.get(running.id).status is JobStatus.processing, 15, "the job to start")
+        own_redis.proc.send_signal(signal.SIGSTOP)
+        paused = time.monotonic()
+        with pytest.raises(RedisUnavailable, match="job queue unavailable.*nothing was submitted"):
+            client.submit("DEMO", {})
+        refused_in = time.monotonic() - paused
+        print(f"\nsubmit with Redis paused: refused in {refused_in:.1f} s")
+        assert refused_in < 5
+        wait_until(lambda: time.monotonic() - paused >= pause_s, pause_s + 1, "the pause to last", every=0.2)
+        own_redis.proc.send_signal(signal.SIGCONT)
+        done = wait_until(lambda: (j := client.get(running.id)).status.terminal and j, 60, "the job to end")
+        assert done.status is JobStatus.completed
+        assert client.stats().by_status[JobStatus.processing] == 0
+    assert worker.poll() is None
 
 
 @pytest.mark.parametrize("n", scale(20, 50))

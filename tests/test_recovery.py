@@ -76,29 +76,17 @@ def test_no_record_stays_processing_once_its_worker_is_gone(client: Client, star
     assert client.get(blocker.id).status is JobStatus.processing
 
 
-def test_workers_ride_out_a_redis_restart(tmp_path, start_worker) -> None:
+def test_workers_ride_out_a_redis_restart(own_redis, start_worker) -> None:
     """AOF Redis killed and restarted under a running job: the worker reconnects by itself."""
-    from runner import Settings, redis_server
-    from tests.conftest import free_port
+    from runner import Settings
 
-    port = free_port()
-    url = f"redis://127.0.0.1:{port}/0"
-    server = redis_server.start(tmp_path / "aof", port, persistent=True)
-    worker = start_worker(REDIS_URL=url, TASKDECK_LEASE_S="30")
-    try:
-        with Client(Settings(redis_url=url)) as client:
-            job = client.submit("DEMO", {"duration_s": 3, "steps": 3})
-            wait_until(lambda: client.get(job.id).status is JobStatus.processing, 15, "the job to start")
-            server.send_signal(signal.SIGKILL)
-            server.wait()
-            server = redis_server.start(tmp_path / "aof", port, persistent=True)
-            done = wait_until(lambda: (j := client.get(job.id)).status.terminal and j, 30, "the job to finish")
-            assert done.status is JobStatus.completed
-            after = client.submit("DEMO", {"duration_s": 0})
-            assert wait_until(lambda: client.get(after.id).status is JobStatus.completed, 30, "a new job")
-        assert worker.poll() is None, "the worker died with Redis"
-        worker.send_signal(signal.SIGTERM)
-        assert worker.wait(15) == 0
-    finally:
-        server.terminate()
-        server.wait(10)
+    worker = start_worker(REDIS_URL=own_redis.url, TASKDECK_LEASE_S="30")
+    with Client(Settings(redis_url=own_redis.url)) as client:
+        job = client.submit("DEMO", {"duration_s": 3, "steps": 3})
+        wait_until(lambda: client.get(job.id).status is JobStatus.processing, 15, "the job to start")
+        own_redis.kill_and_restart()
+        done = wait_until(lambda: (j := client.get(job.id)).status.terminal and j, 30, "the job to finish")
+        assert done.status is JobStatus.completed
+        after = client.submit("DEMO", {"duration_s": 0})
+        assert wait_until(lambda: client.get(after.id).status is JobStatus.completed, 30, "a new job")
+    assert worker.poll() is None, "the worker died with Redis"

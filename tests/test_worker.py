@@ -74,20 +74,10 @@ def test_production_worker_refuses_a_redis_that_can_lose_jobs(start_worker, tmp_
     assert "set appendonly yes" in log
 
 
-def test_production_worker_accepts_aof_and_noeviction(start_worker, tmp_path: Path) -> None:
-    from runner import redis_server
-    from tests.conftest import free_port
-
-    port = free_port()
-    server = redis_server.start(tmp_path / "aof", port, persistent=True)
-    try:
-        url = f"redis://127.0.0.1:{port}/0"
-        proc = start_worker(REDIS_URL=url, TASKDECK_PRODUCTION="true")
-        with Client(Settings(redis_url=url)) as client:
-            job = client.submit("DEMO", {"duration_s": 0})
-            assert client.wait_terminal(job.id, 15).status is JobStatus.completed
-        proc.send_signal(signal.SIGTERM)
-        assert proc.wait(15) == 0
-    finally:
-        server.terminate()
-        server.wait(10)
+def test_production_worker_accepts_aof_and_noeviction(own_redis, start_worker) -> None:
+    proc = start_worker(REDIS_URL=own_redis.url, TASKDECK_PRODUCTION="true")
+    with Client(Settings(redis_url=own_redis.url)) as client:
+        job = client.submit("DEMO", {"duration_s": 0})
+        assert client.wait_terminal(job.id, 15).status is JobStatus.completed
+    proc.send_signal(signal.SIGTERM)
+    assert proc.wait(15) == 0
