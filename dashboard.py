@@ -1,30 +1,66 @@
 """Taskdeck's dashboard: `streamlit run dashboard.py`. Pages hold UI only; every read and action goes
-through runner's Client (ui/session.py)."""
+through runner's Client (ui/session.py). With an [auth] section in the app's secrets, everyone signs in
+(st.login) and acts with the role TASKDECK_ROLES gives their email; without one, as the local admin."""
 from __future__ import annotations
 
 import streamlit as st
 
-from ui import notify, session
+from runner import AccessDenied
+from runner.access import Principal
+from ui import menu, notify, session
+from ui.text import literal
 
 st.set_page_config(page_title="Taskdeck", page_icon="🗂️", layout="wide")
 
-PAGES = {
-    "submit": st.Page("app_pages/submit.py", title="Submit", icon=":material/add_circle:", url_path="submit"),
-    "live": st.Page("app_pages/live.py", title="Live", icon=":material/bolt:", url_path="live"),
-    "job": st.Page("app_pages/job.py", title="Job", icon=":material/description:", url_path="job"),
-    "history": st.Page("app_pages/history.py", title="History", icon=":material/history:", url_path="history"),
-    "metrics": st.Page("app_pages/metrics.py", title="Metrics", icon=":material/monitoring:", url_path="metrics"),
-    "workers": st.Page("app_pages/workers.py", title="Workers", icon=":material/dns:", url_path="workers"),
-}
+
+def sign_in() -> None:
+    st.title("Taskdeck")
+    st.write("Sign in to see and run background jobs.")
+    names = session.providers()
+    for name in names or [None]:
+        label = f"Sign in with {name}" if name and len(names) > 1 else "Sign in"
+        st.button(label, key=f"login:{name}", type="primary", icon=":material/login:", on_click=st.login,
+                  args=(name,) if name else ())
+
+
+def denied(reason: AccessDenied) -> None:
+    st.title("Access denied")
+    st.error(str(reason), icon=":material/block:")
+    st.caption("Sign out, then sign in with an account an admin has added to TASKDECK_ROLES.")
+    st.button("Log out", icon=":material/logout:", on_click=st.logout)
+
+
+def who(me: Principal) -> None:
+    if session.acting_user() is None:
+        st.caption(f":material/person: Local mode: you are {me.email} (no sign-in configured)")
+        return
+    st.caption(f":material/person: Signed in as {literal(me.email)}")
+    st.badge(f"Role: {me.role.value}", icon=":material/badge:", color="blue")
+    st.button("Log out", icon=":material/logout:", on_click=st.logout, key="logout")
+
+
+if session.sign_in_required() and not session.signed_in():
+    sign_in()
+    st.stop()
+try:
+    me = session.me()
+except AccessDenied as e:
+    denied(e)
+    st.stop()
 
 
 def home() -> None:
-    st.switch_page(PAGES["live"])
+    st.switch_page(pages["live"])
 
 
-page = st.navigation([st.Page(home, title="Taskdeck", default=True, visibility="hidden"), *PAGES.values()])
+shown = menu.visible(me)
+pages = {name: st.Page(f"app_pages/{name}.py", title=title, icon=icon, url_path=name,
+                       visibility="visible" if name in shown else "hidden")
+         for name, (title, icon, _) in menu.PAGES.items()}
+page = st.navigation([st.Page(home, title="Taskdeck", default=True, visibility="hidden"), *pages.values()])
 with st.sidebar:
     st.caption("Taskdeck · background AI jobs")
+    who(me)
     notify.activity()
 with session.guard():
     session.client().ping()

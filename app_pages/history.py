@@ -9,6 +9,7 @@ from datetime import date, datetime, time, timedelta, timezone
 import streamlit as st
 
 from runner import JobStatus
+from runner.access import Action
 from runner.history import FINISHED, HistoryQuery
 from ui.export import ChunkStream
 from ui.session import client
@@ -18,7 +19,12 @@ PAGE_SIZES = [25, 50, 100, 200]
 RETRY_ALL_LIMIT = 1000
 
 c, state = client(), st.session_state
+acts = c.principal.can(Action.retry)
 st.title("History")
+if not c.principal.can(Action.read_all):
+    st.caption("Your own jobs (your role sees only the jobs you submitted).")
+elif not acts:
+    st.caption("Read-only: your role reads everyone's jobs but changes nothing.")
 
 
 def day_range(picked: tuple[date, ...]) -> tuple[datetime | None, datetime | None]:
@@ -90,7 +96,8 @@ st.caption(f"Jobs {first:,}–{first + len(page.jobs) - 1 if page.jobs else 0:,}
 if not page.jobs:
     st.info("No jobs match these filters.", icon=":material/filter_alt_off:")
 table = st.dataframe(history_rows(page.jobs), key=f"history_table_{signature}_{state.h_page}", hide_index=True,
-                     column_config=HISTORY_COLUMNS, on_select="rerun", selection_mode="multi-row", width="stretch")
+                     column_config=HISTORY_COLUMNS, on_select="rerun" if acts else "ignore",
+                     selection_mode="multi-row", width="stretch")
 
 nav = st.columns([1, 1, 2, 6])
 if nav[0].button("Previous", icon=":material/chevron_left:", disabled=state.h_page <= 1):
@@ -101,16 +108,18 @@ if nav[1].button("Next", icon=":material/chevron_right:", disabled=state.h_page 
     st.rerun()
 nav[2].caption(f"Page {state.h_page} of {pages:,}{'' if page.exact else '+'}")
 
-picked = [page.jobs[i] for i in table.selection.rows if i < len(page.jobs)]
-retryable = [job.id for job in picked if job.status in (JobStatus.failed, JobStatus.cancelled)]
-acts = st.columns([2, 3, 2, 3])
-if acts[0].button(f"Retry selected ({len(retryable)})", icon=":material/replay:", disabled=not retryable):
-    result = c.retry_many(retryable)
-    state.h_flash = (len(result.done), len(result.errors))
-    st.rerun()
-acts[1].button("Retry all failed matching…", icon=":material/restart_alt:", on_click=ask, args=(True,),
-              disabled=bool(query.status) and JobStatus.failed not in query.status)
-if state.get("h_confirm"):
-    confirm_retry_all(query)
-acts[2].download_button("Export CSV", data=lambda: ChunkStream(c.export_csv(query)), file_name="taskdeck-history.csv",
+row = st.columns([2, 3, 2, 3])
+if acts:
+    picked = [page.jobs[i] for i in table.selection.rows if i < len(page.jobs)]
+    retryable = [job.id for job in picked if job.status in (JobStatus.failed, JobStatus.cancelled)
+                 and c.principal.acts_on(job.user_id)]
+    if row[0].button(f"Retry selected ({len(retryable)})", icon=":material/replay:", disabled=not retryable):
+        result = c.retry_many(retryable)
+        state.h_flash = (len(result.done), len(result.errors))
+        st.rerun()
+    row[1].button("Retry all failed matching…", icon=":material/restart_alt:", on_click=ask, args=(True,),
+                  disabled=bool(query.status) and JobStatus.failed not in query.status)
+    if state.get("h_confirm"):
+        confirm_retry_all(query)
+row[2].download_button("Export CSV", data=lambda: ChunkStream(c.export_csv(query)), file_name="taskdeck-history.csv",
                         mime="text/csv", icon=":material/download:", on_click="ignore")

@@ -6,7 +6,9 @@ import json
 
 import streamlit as st
 
-from runner import Job, JobNotFound, TaskdeckError
+from runner import Job, JobNotFound, TaskdeckError, registry
+from runner.access import Action
+from runner.admission import needs_llm
 from runner.models import utcnow
 from ui import charts
 from ui.session import client, guard
@@ -34,13 +36,18 @@ def pick() -> None:
 
 
 def actions(job: Job) -> None:
+    me = c.principal
+    mine = me.acts_on(job.user_id)
     left, middle, right, _ = st.columns([1.2, 1.2, 2, 4])
-    if left.button("Cancel", icon=":material/cancel:", disabled=job.status.terminal):
+    if me.can(Action.cancel) and mine and left.button("Cancel", icon=":material/cancel:",
+                                                       disabled=job.status.terminal):
         act(lambda: c.cancel(job.id), "Cancel requested")
-    if middle.button("Retry", icon=":material/replay:", disabled=job.status.value not in ("failed", "cancelled")):
+    if me.can(Action.retry) and mine and middle.button(
+            "Retry", icon=":material/replay:", disabled=job.status.value not in ("failed", "cancelled")):
         act(lambda: c.retry(job.id), "Queued again")
-    right.page_link("app_pages/submit.py", label="Retry with edited inputs", icon=":material/edit_note:",
-                    query_params={"from": job.id}, disabled=not job.status.terminal)
+    if me.can(Action.submit):
+        right.page_link("app_pages/submit.py", label="Retry with edited inputs", icon=":material/edit_note:",
+                        query_params={"from": job.id}, disabled=not job.status.terminal)
 
 
 def act(action, done: str) -> None:
@@ -60,11 +67,14 @@ def story() -> None:
             st.rerun()
         now = utcnow()
         overview(job, now)
-        steps, output, payload, attempts, audit = st.tabs(["Steps", "Output", "Payload", "Attempts", "Audit"])
+        steps, output, usage, payload, attempts, audit = st.tabs(["Steps", "Output", "LLM usage", "Payload",
+                                                                   "Attempts", "Audit"])
         with steps:
             show_steps(job, now)
         with output:
             show_output(job)
+        with usage:
+            show_usage(job)
         with payload:
             st.json(job.payload)
         with attempts:
@@ -93,8 +103,41 @@ def overview(job: Job, now) -> None:
     if job.last_error:
         st.caption("Last error")
         st.code(job.last_error, language=None, wrap_lines=True)
-    if job.tokens_in or job.tokens_out:
-        st.caption(f"LLM usage: {job.tokens_in:,} tokens in, {job.tokens_out:,} out, ${job.cost_usd:.4f}")
+    if uses_llm(job):
+        cols = st.columns(5)
+        cols[0].metric("Tokens in", f"{job.tokens_in:,}", border=True)
+        cols[1].metric("Tokens out", f"{job.tokens_out:,}", border=True)
+        cols[2].metric("Cost", f"${job.cost_usd:,.4f}", border=True, help="From TASKDECK_LLM_PRICES, all attempts")
+
+
+def uses_llm(job: Job) -> bool:
+    if job.tokens_in or job.tokens_out or job.cost_usd:
+        return True
+    try:
+        return needs_llm(registry.get(job.type))
+    except TaskdeckError:
+        return False
+
+
+def show_usage(job: Job) -> None:
+    used = c.job_usage(job.id)
+    if not used.calls and not used.steps:
+        st.caption("No LLM calls." if job.status.terminal or not uses_llm(job) else "No LLM call has finished yet.")
+        return
+    st.markdown("**Per step**")
+    st.dataframe([{"Step": u.step, "Calls": u.calls, "Tokens in": u.tokens_in, "Tokens out": u.tokens_out,
+                   "Cost": u.cost_usd} for u in used.steps], hide_index=True, width="stretch",
+                 column_config={"Cost": st.column_config.NumberColumn("Cost", format="$%.4f")})
+    st.markdown(f"**Calls** ({len(used.calls)}, oldest first)")
+    st.dataframe([{"At": call.at, "Step": call.step or "", "Part": call.part or "", "Model": call.model,
+                   "Tokens in": call.tokens_in, "Tokens out": call.tokens_out, "Cost": call.cost_usd,
+                   "Seconds": round(call.seconds, 2), "Tries": call.tries, "Throttled": call.throttled,
+                   "Estimated": call.estimated, "Finish": call.finish_reason or ""} for call in used.calls],
+                 hide_index=True, width="stretch", column_config={
+                     "At": st.column_config.DatetimeColumn("At", format="HH:mm:ss"),
+                     "Cost": st.column_config.NumberColumn("Cost", format="$%.6f"),
+                     "Estimated": st.column_config.CheckboxColumn(
+                         "Estimated", help="The endpoint reported no usage; tokens counted as characters / 4")})
 
 
 def show_steps(job: Job, now) -> None:
@@ -115,7 +158,8 @@ def show_steps(job: Job, now) -> None:
 
 def show_output(job: Job) -> None:
     if job.partial:
-        st.caption("Partial output" + (" (kept from the run)" if job.status.terminal else ", as it is written"))
+        st.markdown("**Streamed output**")
+        st.caption("Kept from the run." if job.status.terminal else "As the job writes it; refreshed every second.")
         st.code(job.partial, language=None, wrap_lines=True, height=300)
     if job.result is None:
         if not job.partial:

@@ -8,14 +8,20 @@ from __future__ import annotations
 import streamlit as st
 
 from runner import Priority
+from runner.access import Action
 from runner.models import utcnow
 from ui.session import client, guard
 from ui.tables import LIVE_COLUMNS, live_rows
 from ui.text import literal
 
 state = st.session_state
+me = client().principal
 st.title("Live")
-mine = st.toggle("Only my jobs", key="live_mine")
+if me.can(Action.read_all):
+    mine = st.toggle("Only my jobs", key="live_mine")
+else:
+    mine = False
+    st.caption("Your own jobs (your role sees only the jobs you submitted).")
 if state.get("live_scope") != mine:
     state.live_scope, state.live_order, state.live_table = mine, [], state.get("live_table", 0) + 1
 
@@ -46,14 +52,16 @@ def board() -> None:
         if not ordered:
             st.info("No queued or running jobs. Submit one from the Submit page.", icon=":material/hourglass_empty:")
             return
+        acts = me.can(Action.cancel)
         table = st.dataframe(live_rows(ordered, utcnow()), key=f"live_table_{state.live_table}", hide_index=True,
-                             column_config=LIVE_COLUMNS, on_select="rerun", selection_mode="multi-row",
-                             width="stretch")
-        picked = [ordered[i].job for i in table.selection.rows if i < len(ordered)]
-        cancellable = [job.id for job in picked if not job.status.terminal]
+                             column_config=LIVE_COLUMNS, on_select="rerun" if acts else "ignore",
+                             selection_mode="multi-row", width="stretch")
         left, right, _ = st.columns([2, 2, 6])
-        left.button(f"Cancel selected ({len(cancellable)})", icon=":material/cancel:", disabled=not cancellable,
-                    on_click=cancel, args=(cancellable,))
+        if acts:
+            picked = [ordered[i].job for i in table.selection.rows if i < len(ordered)]
+            cancellable = [job.id for job in picked if not job.status.terminal and me.acts_on(job.user_id)]
+            left.button(f"Cancel selected ({len(cancellable)})", icon=":material/cancel:", disabled=not cancellable,
+                        on_click=cancel, args=(cancellable,))
         if any(row.job.status.terminal for row in ordered):
             right.button("Clear finished", icon=":material/clear_all:", on_click=clear_finished)
 

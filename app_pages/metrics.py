@@ -6,6 +6,7 @@ import pandas as pd
 import streamlit as st
 
 from runner import AccessDenied
+from runner.llm import status
 from ui import charts
 from ui.session import client
 from ui.text import percent, seconds
@@ -80,3 +81,28 @@ with right.container(border=True):
                          "Success rate", min_value=0.0, max_value=1.0, format="percent")})
     else:
         st.caption("No finished jobs in this range.")
+
+st.subheader("LLM usage and cost")
+usage = status.cost_over_time(window)
+spent = [row for row in usage if row["calls"] or row["cost_usd"]]
+llm = st.columns(5)
+llm[0].metric("Cost", f"${sum(r['cost_usd'] for r in usage):,.4f}", border=True)
+llm[1].metric("Tokens in", f"{sum(r['tokens_in'] for r in usage):,}", border=True)
+llm[2].metric("Tokens out", f"{sum(r['tokens_out'] for r in usage):,}", border=True)
+llm[3].metric("LLM calls", f"{sum(r['calls'] for r in usage):,}", border=True)
+llm[4].metric("Throttled (429)", f"{sum(r['throttled'] for r in usage):,}", border=True,
+              help="Calls that waited out a 429 from the endpoint")
+if not spent:
+    st.caption("No LLM calls in this range.")
+else:
+    panel(st, f"Cost and tokens per {step}", charts.llm_cost(usage, window.span), False)
+    for column, (kind, title) in zip(st.columns(3), (("type", "Task type"), ("user", "User"), ("model", "Model"))):
+        with column.container(border=True):
+            st.markdown(f"**Cost by {title.lower()}**")
+            costs = status.cost_by(window, kind)
+            if costs:
+                st.dataframe(pd.DataFrame({title: list(costs), "Cost": list(costs.values())}), hide_index=True,
+                             width="stretch", column_config={"Cost": st.column_config.NumberColumn(
+                                 "Cost", format="$%.4f")})
+            else:
+                st.caption("No cost in this range.")

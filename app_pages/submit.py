@@ -5,6 +5,7 @@ from __future__ import annotations
 import streamlit as st
 
 from runner import InvalidPayload, JobNotFound, Priority, TaskdeckError
+from runner.access import Action
 from runner.admission import unavailable_reason
 from ui.forms import Form, errors_by_field
 from ui.session import client
@@ -12,7 +13,13 @@ from ui.text import literal, short
 
 c = client()
 state = st.session_state
-types = {t.name: t for t in sorted(c.types(), key=lambda t: unavailable_reason(t, c.settings) is not None)}
+if not c.principal.can(Action.submit):
+    st.title("Submit a job")
+    st.warning(f"Your role ({c.principal.role.value}) reads jobs and metrics but does not submit jobs; ask an admin "
+               "if you need to.", icon=":material/lock:")
+    st.stop()
+unavailable = {t.name: unavailable_reason(t, c.settings) for t in c.types()}
+types = {t.name: t for t in sorted(c.types(), key=lambda t: unavailable[t.name] is not None)}
 source = None
 if source_id := st.query_params.get("from"):
     try:
@@ -28,12 +35,13 @@ if source and state.get("prefilled_from") != source.id:
     state[f"priority:{source.type}"] = source.priority.value
 
 name = st.selectbox("Task type", list(types), key="submit_type",
-                    format_func=lambda n: f"{n} — {types[n].description}" if types[n].description else n)
+                    format_func=lambda n: (f"{n} — {types[n].description}" if types[n].description else n)
+                    + (" (not set up here)" if unavailable[n] else ""))
 task_type = types[name]
 if source and source.type == name:
     st.info(f"Pre-filled from job {literal(short(source.id))} ({source.status.value}); edit and submit to run it "
             "again as a new job.", icon=":material/edit_note:")
-reason = unavailable_reason(task_type, c.settings)
+reason = unavailable[name]
 if reason:
     st.warning(reason, icon=":material/block:")
 

@@ -1,20 +1,44 @@
-"""Workers: every worker seen in the last day, alive or dead, with its counters; and the schedules
-the workers submit."""
+"""Workers: every worker seen in the last day, alive or dead, with its counters; the LLM endpoint and its
+circuit breakers; the scrape/RSS sources; and the schedules the workers submit. Admins reset breakers,
+re-enable sources and run or pause schedules here (everything else about schedules: Settings)."""
 from __future__ import annotations
 
 import pandas as pd
 import streamlit as st
 
+from runner import TaskdeckError
+from runner.access import Action
 from runner.models import utcnow
 from ui.session import client, guard
-from ui.text import ago, until
+from ui.text import ago, literal, until
 
+CIRCUIT_COLORS = {"closed": "green", "open": "red", "half-open": "orange"}
+
+c = client()
+admin = c.principal.can(Action.settings)
 st.title("Workers")
+
+
+def done(message: str) -> None:
+    st.session_state.workers_flash = message
+
+
+def attempt(action, message: str) -> None:
+    """Run an admin action from a button; its outcome shows as a toast on the next run."""
+    try:
+        action()
+    except TaskdeckError as e:
+        done(f"{literal(e, 200)}")
+    else:
+        done(message)
+
+
+if flash := st.session_state.pop("workers_flash", None):
+    st.toast(flash, icon=":material/info:")
 
 
 @st.fragment(run_every=2)
 def roster() -> None:
-    c = client()
     with guard(reconnect=False):
         workers = c.workers()
         now = utcnow()
@@ -39,13 +63,90 @@ def roster() -> None:
             "PID": st.column_config.NumberColumn("PID", format="%d")})
 
 
+def llm() -> None:
+    st.subheader("LLM endpoint")
+    found = c.llm_status()
+    if not found.configured:
+        st.info("No LLM endpoint is set, so the generative task types are refused at submit. Set "
+                + " and ".join(f"`{name}`" for name in found.missing)
+                + " (and `TASKDECK_LLM_API_KEY` if the endpoint needs a key) for the workers and the dashboard, "
+                "then restart both.", icon=":material/cloud_off:")
+    else:
+        state = found.breaker.state if found.breaker else "closed"
+        st.badge(f"circuit {state}", color=CIRCUIT_COLORS[state],
+                 icon=":material/check_circle:" if state == "closed" else ":material/warning:")
+        budget = [f"{found.rpm:,} requests/min" if found.rpm else "", f"{found.tpm:,} tokens/min" if found.tpm else "",
+                  f"{found.user_tokens_per_hour:,} tokens/user/hour" if found.user_tokens_per_hour else ""]
+        st.dataframe(pd.DataFrame([{
+            "Endpoint": found.endpoint or "", "Model": found.model or "", "Circuit": state,
+            "Structured output": found.structured_output,
+            "Budget": " · ".join(part for part in budget if part) or "no limit",
+        }]), hide_index=True, width="stretch")
+    breakers = c.breakers()
+    if not breakers:
+        if found.configured:
+            st.caption("Circuit breakers: no call has been made to any endpoint yet.")
+        return
+    st.markdown("**Circuit breakers** (one per endpoint the workers have called)")
+    st.dataframe(pd.DataFrame([{
+        "Endpoint": b.endpoint, "State": b.state, "Failures in a row": f"{b.failures} of {b.threshold}",
+        "Open until": b.open_until, "Last error": b.last_error or "", "Last failure": b.last_failure_at,
+        "Last success": b.last_success_at,
+    } for b in breakers]), hide_index=True, width="stretch", column_config={
+        name: st.column_config.DatetimeColumn(name, format="YYYY-MM-DD HH:mm:ss")
+        for name in ("Open until", "Last failure", "Last success")})
+    if admin:
+        for b in breakers:
+            if b.state != "closed" or b.failures:
+                text, button = st.columns([6, 2], vertical_alignment="center")
+                text.caption(f"{literal(b.endpoint)} is {b.state} after {b.failures} failures in a row.")
+                button.button("Reset", key=f"reset:{b.endpoint}", icon=":material/restart_alt:",
+                              on_click=attempt, args=(lambda e=b.endpoint: c.reset_breaker(e),
+                                                      f"Breaker of {literal(b.endpoint)} reset"))
+
+
+def sources() -> None:
+    st.subheader("Sources")
+    found = c.sources()
+    if not found:
+        st.caption("No web page or RSS feed has been read yet (SCRAPE_WEBSITE, SYNC_RSS).")
+        return
+    st.dataframe(pd.DataFrame([{
+        "Source": s.url, "Kind": s.kind, "Health": "healthy" if s.healthy else "unhealthy",
+        "Failures in a row": s.failures, "Last error": s.last_error or "", "Last read": s.last_ok_at,
+        "Last failure": s.last_failure_at,
+    } for s in found]), hide_index=True, width="stretch", column_config={
+        name: st.column_config.DatetimeColumn(name, format="YYYY-MM-DD HH:mm:ss")
+        for name in ("Last read", "Last failure")})
+    unhealthy = [s for s in found if not s.healthy]
+    if unhealthy and not admin:
+        st.caption(f"{len(unhealthy)} unhealthy: jobs that read them fail at once until an admin re-enables them.")
+    if admin:
+        for s in unhealthy:
+            text, button = st.columns([6, 2], vertical_alignment="center")
+            text.caption(f"{literal(s.url)} is unhealthy after {s.failures} failures in a row; jobs that read it "
+                         "fail at once.")
+            button.button("Re-enable", key=f"enable:{s.url}", icon=":material/check_circle:", on_click=attempt,
+                          args=(lambda u=s.url: c.enable_source(u), f"{literal(s.url)} re-enabled"))
+
+
 def schedules() -> None:
     st.subheader("Schedules")
-    found = client().schedules()
+    found = c.schedules()
     if not found:
-        st.caption("No schedules. Workers submit scheduled jobs; add one with the Python API (save_schedule).")
+        st.caption("No schedules. " + ("Add one on the Settings page." if admin else "An admin adds them."))
         return
     now = utcnow()
+    if admin:
+        pick, run, pause, _ = st.columns([3, 1.3, 1.3, 4], vertical_alignment="bottom")
+        name = pick.selectbox("Schedule", [s.name for s in found], key="workers_schedule")
+        chosen = next(s for s in found if s.name == name)
+        run.button("Run now", icon=":material/play_arrow:", key="workers_run", on_click=attempt,
+                   args=(lambda: c.run_schedule(name), f"Schedule {literal(name)} submitted a run"))
+        pause.button("Resume" if chosen.paused else "Pause", key="workers_pause",
+                     icon=":material/play_circle:" if chosen.paused else ":material/pause_circle:",
+                     on_click=attempt, args=(lambda: c.pause_schedule(name, not chosen.paused),
+                                             f"Schedule {literal(name)} {'resumed' if chosen.paused else 'paused'}"))
     st.dataframe(pd.DataFrame([{
         "Name": s.name, "Type": s.type, "Cron": s.cron, "State": "paused" if s.paused else "active",
         "Next run": until(s.next_run_at, now) if not s.paused else "—", "Last run": ago(s.last_run_at, now),
@@ -54,4 +155,7 @@ def schedules() -> None:
 
 
 roster()
-schedules()
+with guard():
+    llm()
+    sources()
+    schedules()

@@ -11,7 +11,7 @@ from typing import Any, TypeVar
 
 from pydantic import BaseModel
 
-from . import access, admission, bulk, events, history, live, metrics, payloads, registry, transitions
+from . import access, admission, bulk, events, history, live, metrics, oversight, payloads, registry, transitions
 from .access import Action
 from .errors import AccessDenied, InvalidPayload, LimitExceeded, InvalidTransition, JobNotFound
 from .models import ACTIVE, TERMINAL, Job, JobStatus, Priority, Stats, WorkerInfo, utcnow
@@ -572,3 +572,34 @@ class Client:
 
     def retry_matching(self, query: HistoryQuery | None = None, by: str | None = None, limit: int = 1000) -> BulkResult:
         return self._call(self.aio.retry_matching(query, by, limit))
+
+    @property
+    def principal(self) -> access.Principal:
+        """Who acts and their role (what the dashboard shows and hides by; runner enforces it anyway)."""
+        return self.aio.principal
+
+    def note(self, action: str) -> None:
+        """Add `action` to the audit log, by the acting user."""
+        async def write() -> None:
+            async with self.aio.store.guard("nothing was logged"):
+                await self.aio.audit_entry(action)
+        self._call(write())
+
+    # LLM endpoint, circuit breakers, sources and one job's usage: runner/oversight.py
+    def job_usage(self, job_id: str) -> Any:
+        return oversight.job_usage(self, job_id)
+
+    def llm_status(self) -> Any:
+        return oversight.llm_status(self)
+
+    def breakers(self) -> list[Any]:
+        return oversight.breakers(self)
+
+    def reset_breaker(self, endpoint: str) -> None:
+        oversight.reset_breaker(self, endpoint)
+
+    def sources(self) -> list[Any]:
+        return oversight.sources(self)
+
+    def enable_source(self, url: str) -> Any:
+        return oversight.enable_source(self, url)

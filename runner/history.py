@@ -26,7 +26,7 @@ SCAN_LIMIT = 10_000
 CSV_COLUMNS = (
     "id", "type", "status", "priority", "user_id", "org_id", "queued_at", "started_at", "completed_at", "duration_s",
     "attempts", "max_attempts", "progress", "current_step", "last_error", "retried_from", "retried_by", "retried_at",
-    "cancel_requested_by", "cancel_requested_at",
+    "cancel_requested_by", "cancel_requested_at", "tokens_in", "tokens_out", "cost_usd",
 )
 
 

@@ -13,6 +13,8 @@ from pydantic import BaseModel, Field
 from streamlit.testing.v1 import AppTest
 
 from runner import AsyncClient, Client, TaskContext, task, transitions
+from runner.llm import usage
+from runner.llm.usage import Call
 from runner.models import Attempt, Job, Step, StepStatus, utcnow
 from tests.conftest import ROOT
 
@@ -58,9 +60,24 @@ async def form_zoo(ctx: TaskContext, payload: FormZooPayload) -> dict[str, Any]:
     return payload.model_dump(mode="json")
 
 
-def open_page(page: str, timeout: float = 30, **query: str) -> AppTest:
-    """The app as a browser opening `page` (app_pages/NAME.py) with `query` in its URL."""
+AUTH = {"redirect_uri": "http://127.0.0.1:8501/oauth2callback", "cookie_secret": "a-test-cookie-secret-of-32-chars!",
+        "mock": {"client_id": "taskdeck", "client_secret": "secret",
+                 "server_metadata_url": "http://127.0.0.1:9/.well-known/openid-configuration"}}
+
+
+def app(as_user: str | None = None, timeout: float = 30) -> AppTest:
+    """The app in AppTest; `as_user` turns sign-in on ([auth] in the secrets) with that email signed in as
+    st.user ("" for nobody signed in). None: no [auth], the local mode."""
     at = AppTest.from_file(APP, default_timeout=timeout)
+    if as_user is not None:
+        at.secrets["auth"] = AUTH
+        at.user = {"is_logged_in": True, "email": as_user, "name": as_user} if as_user else {"is_logged_in": False}
+    return at
+
+
+def open_page(page: str, timeout: float = 30, as_user: str | None = None, **query: str) -> AppTest:
+    """The app as a browser opening `page` (app_pages/NAME.py) with `query` in its URL."""
+    at = app(as_user, timeout)
     at.run()
     for key, value in query.items():
         at.query_params[key] = value
@@ -95,13 +112,15 @@ def client(redis_url: str) -> Iterator[Client]:
 
 
 def drive(job_id: str, outcome: str, *, error: str | None = None, result: Any = None, ago_s: float = 0.0,
-          duration_s: float = 1.0) -> Job:
+          duration_s: float = 1.0, calls: list[Call] = (), partial: str | None = None) -> Job:
     """Take a queued job through one attempt ending in `outcome` (completed, failed, processing), as a
-    worker would, `ago_s` seconds in the past."""
-    return asyncio.run(_drive(job_id, outcome, error, result, ago_s, duration_s))
+    worker would, `ago_s` seconds in the past; `calls` are LLM calls it made (usage recorded as the LLM
+    client records it, and added to the record as TaskContext does), `partial` its streamed output."""
+    return asyncio.run(_drive(job_id, outcome, error, result, ago_s, duration_s, list(calls), partial))
 
 
-async def _drive(job_id: str, outcome: str, error: str | None, result: Any, ago_s: float, duration_s: float) -> Job:
+async def _drive(job_id: str, outcome: str, error: str | None, result: Any, ago_s: float, duration_s: float,
+                 calls: list[Call] = (), partial: str | None = None) -> Job:
     async with AsyncClient() as ac:
         store, keys = ac.store, ac.store.keys
         job = await store.load(job_id)
@@ -112,6 +131,14 @@ async def _drive(job_id: str, outcome: str, error: str | None, result: Any, ago_
         assert (await store.apply(job.id, spec, start))[0]
         await store.redis.zrem(keys.queue, job.id)  # what ARQ's pickup does
         running = await store.load(job_id)
+        for call in calls:
+            await usage.record(store.redis, ac.settings.prefix, job.id, job.type, job.user_id, call, 3600)
+        if calls or partial is not None:
+            fields = {"progress": 50.0, "current_step": "Write", "updated_at": start,
+                      "tokens_in": sum(c.tokens_in for c in calls), "tokens_out": sum(c.tokens_out for c in calls),
+                      "cost_usd": round(sum(c.cost_usd for c in calls), 8),
+                      **({"partial": partial} if partial is not None else {})}
+            assert (await store.apply(job.id, transitions.progress(running.attempts, fields), start))[0]
         steps = [Step(name="Prepare", status=StepStatus.completed, progress=100, started_at=start,
                       finished_at=start + timedelta(seconds=duration_s / 2)),
                  Step(name="Write", status=StepStatus.running, progress=40,

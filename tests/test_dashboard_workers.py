@@ -6,7 +6,7 @@ import asyncio
 from runner import AsyncClient, Client, heartbeat
 from runner.execution import WorkerState
 
-from tests.dashboard_fixtures import client, open_page, texts  # noqa: F401
+from tests.dashboard_fixtures import button, client, open_page, texts  # noqa: F401
 
 
 def test_no_workers(client: Client) -> None:
@@ -34,3 +34,21 @@ def test_schedules_are_listed(client: Client) -> None:
     assert frame.to_dict("records")[0] | {"Next run": "", "Last run": ""} == {
         "Name": "nightly-demo", "Type": "DEMO", "Cron": "0 3 * * *", "State": "active", "Next run": "",
         "Last run": "", "Last outcome": "—", "Owner": frame["Owner"][0]}
+
+
+def test_admins_run_and_pause_schedules_from_the_workers_page(client: Client) -> None:
+    from runner.schedules import Schedule
+    client.save_schedule(Schedule(name="a-demo", type="DEMO", cron="0 3 * * *"))
+    client.save_schedule(Schedule(name="b-demo", type="DEMO", cron="0 4 * * *", payload={"steps": 2}))
+    at = open_page("workers")
+    at.selectbox(key="workers_schedule").set_value("b-demo").run()
+    button(at, "Run now").click().run()
+    [job] = client.list()
+    assert job.payload["steps"] == 2 and any("b-demo" in t.value for t in at.toast)
+    button(at, "Pause").click().run()
+    assert [s.paused for s in client.schedules()] == [False, True]
+    assert list(at.dataframe[-1].value["State"]) == ["active", "paused"]
+    button(at, "Resume").click().run()
+    assert not client.schedules()[1].paused
+    button(at, "Run now").click().run()
+    assert len(client.list()) == 1 and "still active" in " ".join(t.value for t in at.toast)

@@ -94,3 +94,18 @@ def wait_histogram(rows: list[dict[str, Any]]) -> go.Figure:
                           for r in rows])
     fig = px.bar(frame, x="wait", y="jobs", labels={"wait": "time in queue before the first start"})
     return styled(fig)
+
+
+def llm_cost(rows: list[dict[str, Any]], span: Span = None) -> go.Figure:
+    """LLM cost per bucket (bars) with tokens in and out (lines, right axis)."""
+    frame = pd.DataFrame(rows, columns=["at", "cost_usd", "tokens_in", "tokens_out", "calls", "throttled"])
+    fig = go.Figure()
+    fig.add_bar(x=frame["at"], y=frame["cost_usd"], name="cost (USD)", marker_color="#2f6fde")
+    fig.add_scatter(x=frame["at"], y=frame["tokens_in"], name="tokens in", yaxis="y2", mode="lines",
+                    line={"color": "#8a94a6"})
+    fig.add_scatter(x=frame["at"], y=frame["tokens_out"], name="tokens out", yaxis="y2", mode="lines",
+                    line={"color": "#2e9e5b"})
+    fig.update_layout(yaxis={"title": "USD", "rangemode": "tozero", "tickformat": "$.4~f"},
+                      yaxis2={"title": "tokens", "overlaying": "y", "side": "right", "rangemode": "tozero",
+                              "showgrid": False})
+    return styled(fig, span=span)

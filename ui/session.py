@@ -1,30 +1,87 @@
-"""The dashboard process's one Client, who acts, and how a page behaves while Redis is away."""
+"""Who acts in this browser session, their Client (one per user, shared by that user's sessions), and how a
+page behaves while Redis is away.
+
+Sign-in: when the app's secrets (.streamlit/secrets.toml, or the files named by `--secrets.files`) have an
+[auth] section, every session signs in with st.login (OIDC) and acts as the verified email, with the role
+TASKDECK_ROLES gives it (runner.access). Without [auth] the dashboard is local: everyone is the local admin.
+"""
 from __future__ import annotations
 
+import hashlib
 from collections.abc import Iterator
 from contextlib import contextmanager
+from typing import Any
 
 import streamlit as st
 
-from runner import Client, RedisUnavailable, Settings
+from runner import AccessDenied, Client, RedisUnavailable, Settings
+from runner.access import Principal, principal
 
 RECONNECT_EVERY_S = 2
 
 
 @st.cache_resource(show_spinner=False)
-def _client(url: str, prefix: str, user: str | None) -> Client:
+def _client(settings_digest: str, user: str | None, role: str) -> Client:
     return Client(Settings(), user=user)
 
 
+def auth_section() -> dict[str, Any] | None:
+    """The [auth] section of the app's secrets, or None when sign-in is not configured."""
+    try:
+        if not st.secrets.load_if_toml_exists() or "auth" not in st.secrets:
+            return None
+        return dict(st.secrets["auth"])
+    except Exception:  # an unreadable secrets file: Streamlit logs it at start; run as if absent
+        return None
+
+
+def sign_in_required() -> bool:
+    return auth_section() is not None
+
+
+def providers() -> list[str]:
+    """The named providers ([auth.NAME] sections); empty when [auth] holds one provider's keys itself."""
+    section = auth_section() or {}
+    return [name for name, value in section.items() if hasattr(value, "keys") and name != "client_kwargs"]
+
+
+def signed_in() -> bool:
+    return bool(st.user.get("is_logged_in"))
+
+
 def acting_user() -> str | None:
-    """Who uses this session; None is the local admin (sign-in would plug in here)."""
-    return None
+    """Who uses this session: None is the local admin (no sign-in configured); else the signed-in email
+    ("" while nobody is signed in, which the allow-list refuses)."""
+    if not sign_in_required():
+        return None
+    if not signed_in():
+        return ""
+    return str(st.user.get("email") or "").strip().lower()
+
+
+def me() -> Principal:
+    """The acting user with their role; AccessDenied for an email the allow-list does not name."""
+    settings = Settings()
+    email = acting_user()
+    if email is None:
+        return principal(settings, None)
+    if not email:
+        raise AccessDenied("sign in to use Taskdeck")
+    if st.user.get("email_verified") is False:
+        raise AccessDenied(f"{email} is not verified by the sign-in provider; verify it there, then sign in again")
+    if email == settings.local_user and email not in settings.roles:
+        # the local admin is who acts when no one signs in; a provider's account of that name is not it
+        raise AccessDenied(f"{email} is not on the allow-list (TASKDECK_ROLES); ask an admin for access")
+    return principal(settings, email)
 
 
 def client() -> Client:
-    """Shared by every session: a Client is thread-safe, and keyed by Redis so tests can switch it."""
+    """This session's Client: one per user and role (and settings, so a changed .env or test environment gets
+    a fresh one), shared by that user's sessions (a Client is thread-safe)."""
     settings = Settings()
-    return _client(settings.url, settings.prefix, acting_user())
+    who = me()
+    digest = hashlib.sha256(settings.model_dump_json().encode()).hexdigest()
+    return _client(digest, None if acting_user() is None else who.email, who.role.value)
 
 
 @contextmanager

@@ -35,6 +35,10 @@ def elapsed(job: Job, now: datetime) -> float | None:
     return max(0.0, (end - job.started_at).total_seconds())
 
 
+def usage(job: Job) -> dict[str, Any]:
+    return {"Tokens": job.tokens_in + job.tokens_out, "Cost": job.cost_usd}
+
+
 def live_rows(rows: list[LiveJob], now: datetime) -> pd.DataFrame:
     records = []
     for row in rows:
@@ -46,11 +50,15 @@ def live_rows(rows: list[LiveJob], now: datetime) -> pd.DataFrame:
             "Elapsed": seconds(elapsed(job, now)), "ETA": until(job.eta, now) if not job.status.terminal else "—",
             "Queue": "—" if row.queue_position is None else f"#{row.queue_position}",
             "Priority": job.priority.value, "User": job.user_id,
-            "Submitted": job.queued_at,
+            "Submitted": job.queued_at, **usage(job),
         })
     return pd.DataFrame(records, columns=list(LIVE_COLUMNS))
 
 
+TOKENS = st.column_config.NumberColumn("Tokens", help="LLM tokens in + out, all attempts", format="localized",
+                                       width="small")
+COST = st.column_config.NumberColumn("Cost", help="LLM cost in USD (TASKDECK_LLM_PRICES)", format="$%.4f",
+                                     width="small")
 SMALL = {name: st.column_config.TextColumn(name, width="small") for name in ("Type", "Elapsed", "ETA", "Priority")}
 LIVE_COLUMNS: dict[str, Any] = {
     "Job": LINK, "Type": SMALL["Type"], "Status": "Status",
@@ -60,6 +68,7 @@ LIVE_COLUMNS: dict[str, Any] = {
     "Queue": st.column_config.TextColumn("Queue", help="Position in the queue (#1 runs next)", width="small"),
     "Priority": SMALL["Priority"], "User": "User", "Submitted": st.column_config.DatetimeColumn("Submitted",
                                                                                                format="HH:mm:ss"),
+    "Tokens": TOKENS, "Cost": COST,
 }
 
 
@@ -69,7 +78,7 @@ def history_rows(jobs: list[Job]) -> pd.DataFrame:
         "Submitted": job.queued_at, "Finished": job.completed_at,
         "Duration": seconds((job.completed_at - job.started_at).total_seconds())
         if job.completed_at and job.started_at else "—",
-        "Attempts": f"{job.attempts}/{job.max_attempts}", "Last error": job.last_error or "",
+        "Attempts": f"{job.attempts}/{job.max_attempts}", **usage(job), "Last error": job.last_error or "",
     } for job in jobs]
     return pd.DataFrame(records, columns=list(HISTORY_COLUMNS))
 
@@ -78,6 +87,6 @@ HISTORY_COLUMNS: dict[str, Any] = {
     "Job": LINK, "Type": "Type", "Status": "Status", "User": "User",
     "Submitted": st.column_config.DatetimeColumn("Submitted", format=WHEN),
     "Finished": st.column_config.DatetimeColumn("Finished", format=WHEN),
-    "Duration": "Duration", "Attempts": "Attempts",
+    "Duration": "Duration", "Attempts": "Attempts", "Tokens": TOKENS, "Cost": COST,
     "Last error": st.column_config.TextColumn("Last error", width="large"),
 }

@@ -1,0 +1,227 @@
+"""Settings (admins only): running-limit overrides per user, org and type beside the configured defaults;
+schedules (add or replace with a form built from the type's schema, pause/resume, run now, delete); and
+the audit log. Every change goes through runner's Client, which checks the role again and audits it."""
+from __future__ import annotations
+
+import json
+from datetime import datetime, timezone
+from typing import Any
+
+import pandas as pd
+import streamlit as st
+from pydantic import ValidationError
+
+from runner import InvalidPayload, Priority, TaskdeckError
+from runner.access import Action
+from runner.admission import unavailable_reason
+from runner.schedules import Schedule
+from runner.models import utcnow
+from ui.forms import Form, errors_by_field
+from ui.session import client
+from ui.text import ago, literal, until
+
+KINDS = {"user": "User (email)", "org": "Organisation", "type": "Task type"}
+AUDIT_SIZES = [100, 500, 2000]
+
+c, state = client(), st.session_state
+st.title("Settings")
+if not c.principal.can(Action.settings):
+    st.warning(f"Settings are for admins only; your role is {c.principal.role.value}. Ask an admin to change limits "
+               "or schedules.", icon=":material/lock:")
+    st.stop()
+
+
+def flash(message: str, ok: bool = True) -> None:
+    state.settings_flash = (message, ok)
+
+
+def attempt(action: Any, message: str) -> bool:
+    try:
+        action()
+    except TaskdeckError as e:
+        flash(literal(e, 300), ok=False)
+        return False
+    flash(message)
+    return True
+
+
+if shown := state.pop("settings_flash", None):
+    message, ok = shown
+    st.toast(message, icon=":material/check_circle:" if ok else ":material/error:")
+    if not ok:
+        st.error(message, icon=":material/error:")
+
+
+def defaults() -> list[dict[str, Any]]:
+    s = c.settings
+    rows = [("user", "every user", s.max_running_per_user, "TASKDECK_MAX_RUNNING_PER_USER"),
+            ("org", "every organisation", s.max_running_per_org, "TASKDECK_MAX_RUNNING_PER_ORG"),
+            ("global", "all jobs together", s.max_running_global, "TASKDECK_MAX_RUNNING_GLOBAL")]
+    rows += [("type", name, value, "TASKDECK_MAX_RUNNING_PER_TYPE") for name, value in
+             sorted(s.max_running_per_type.items())]
+    return [{"Scope": kind, "Applies to": who, "Running at most": "no limit" if value is None else str(value),
+             "Set by": setting} for kind, who, value, setting in rows]
+
+
+def default_for(kind: str, name: str) -> str:
+    s = c.settings
+    value = {"user": s.max_running_per_user, "org": s.max_running_per_org,
+             "type": s.max_running_per_type.get(name)}[kind]
+    return "no limit" if value is None else str(value)
+
+
+def limits() -> None:
+    st.markdown("**Configured defaults** (environment or `.env`; change them there and restart the workers)")
+    st.dataframe(pd.DataFrame(defaults()), hide_index=True, width="stretch")
+    overrides = c.limits()
+    st.markdown("**Overrides** (set here, used by the workers at once; jobs waiting on that scope go back to the "
+                "queue and take the freed slots)")
+    if overrides:
+        rows = []
+        for field, value in sorted(overrides.items()):
+            kind, _, name = field.partition(":")
+            rows.append({"Scope": kind, "Name": name, "Running at most": value, "Default": default_for(kind, name)})
+        st.dataframe(pd.DataFrame(rows), hide_index=True, width="stretch", key="limits_table")
+    else:
+        st.caption("No overrides: the defaults above apply.")
+
+    with st.container(border=True):
+        st.markdown("**Set or remove an override**")
+        left, middle, right = st.columns([2, 4, 2])
+        kind = left.selectbox("Scope", list(KINDS), format_func=KINDS.get, key="limit_kind")
+        if kind == "type":
+            name = middle.selectbox("Task type", [t.name for t in c.types()], key="limit_type")
+        else:
+            name = middle.text_input("Email" if kind == "user" else "Organisation", key=f"limit_name_{kind}",
+                                     placeholder="a@x.io" if kind == "user" else "acme").strip()
+            name = name.lower() if kind == "user" else name
+        value = right.number_input("Running at most", min_value=0, step=1, value=1, key="limit_value",
+                                   help="0 holds every new job of that scope in the waiting room")
+        save, remove, _ = st.columns([2, 2, 6])
+        if save.button("Save override", type="primary", icon=":material/save:", key="limit_save"):
+            if not name:
+                st.error("Say which user or organisation the limit is for.", icon=":material/error:")
+            elif attempt(lambda: c.set_limit(kind, name, int(value)), f"Limit {kind}:{literal(name)} = {int(value)}"):
+                st.rerun()
+        if remove.button("Remove override", icon=":material/delete:", key="limit_remove",
+                         disabled=f"{kind}:{name}" not in overrides):
+            if attempt(lambda: c.set_limit(kind, name, None), f"Override {kind}:{literal(name)} removed"):
+                st.rerun()
+
+
+def load_schedule(schedule: Schedule) -> None:
+    """Fill the add/replace form with `schedule` (a button's callback, so before the widgets exist)."""
+    for key in [k for k in state if str(k).startswith(f"sched_payload:{schedule.type}.")]:
+        del state[key]
+    state.sched_type, state.sched_name, state.sched_cron = schedule.type, schedule.name, schedule.cron
+    state.sched_priority, state.sched_paused = schedule.priority.value, schedule.paused
+    state.sched_initial = (schedule.type, schedule.payload)
+    state.sched_errors, state.sched_payload_errors = {}, {}
+
+
+def delete_schedule(name: str) -> None:
+    attempt(lambda: c.delete_schedule(name), f"Schedule {literal(name)} deleted")
+
+
+def schedules() -> None:
+    found = c.schedules()
+    now = utcnow()
+    if not found:
+        st.caption("No schedules yet: add one below.")
+    else:
+        st.dataframe(pd.DataFrame([{
+            "Name": s.name, "Type": s.type, "Cron": s.cron, "Priority": s.priority.value,
+            "State": "paused" if s.paused else "active",
+            "Next run": until(s.next_run_at, now) if not s.paused else "—", "Last run": ago(s.last_run_at, now),
+            "Last outcome": s.last_outcome or "—", "Payload": json.dumps(s.payload),
+        } for s in found]), hide_index=True, width="stretch", key="schedules_table")
+        pick, run, pause, edit, delete = st.columns([3, 1.3, 1.3, 1.3, 1.3], vertical_alignment="bottom")
+        name = pick.selectbox("Schedule", [s.name for s in found], key="sched_pick")
+        chosen = next(s for s in found if s.name == name)
+        if run.button("Run now", icon=":material/play_arrow:", key="sched_run"):
+            if attempt(lambda: c.run_schedule(name), f"Schedule {literal(name)} submitted a run"):
+                st.rerun()
+        if pause.button("Resume" if chosen.paused else "Pause", key="sched_pause",
+                        icon=":material/play_circle:" if chosen.paused else ":material/pause_circle:"):
+            if attempt(lambda: c.pause_schedule(name, not chosen.paused),
+                       f"Schedule {literal(name)} {'resumed' if chosen.paused else 'paused'}"):
+                st.rerun()
+        edit.button("Edit", icon=":material/edit:", key="sched_edit", on_click=load_schedule, args=(chosen,))
+        with delete.popover("Delete", icon=":material/delete:"):
+            st.write(f"Delete schedule {literal(name)}? Jobs it already submitted stay.")
+            st.button("Delete schedule", type="primary", key="sched_delete", on_click=delete_schedule, args=(name,))
+
+    st.markdown("**Add or replace a schedule** (a schedule of the same name is replaced)")
+    types = {t.name: t for t in sorted(c.types(), key=lambda t: unavailable_reason(t, c.settings) is not None)}
+    type_name = st.selectbox("Task type", list(types), key="sched_type")
+    task_type = types[type_name]
+    if reason := unavailable_reason(task_type, c.settings):
+        st.warning(f"{reason}. Until then its scheduled runs are refused.", icon=":material/block:")
+    errors: dict[str, list[str]] = state.get("sched_errors", {})
+    state.setdefault("sched_priority", task_type.priority.value)
+    initial_type, initial = state.get("sched_initial", (None, None))
+    with st.form("schedule_form", border=True):
+        top = st.columns([3, 3, 2])
+        name = top[0].text_input("Name", key="sched_name", placeholder="nightly-trends",
+                                 help="Letters, digits, '.', '_' and '-', up to 64")
+        cron = top[1].text_input("Cron", key="sched_cron", placeholder="0 */6 * * *",
+                                 help='Five fields (minute hour day month weekday), e.g. "0 */6 * * *" is every '
+                                 "6 hours; times are UTC")
+        priority = top[2].selectbox("Priority", [p.value for p in Priority], key="sched_priority")
+        for field, messages in errors.items():
+            for message in messages:
+                st.error(f"{field}: {message}", icon=":material/error:")
+        st.markdown("**Payload**")
+        form = Form(task_type.schema(), f"sched_payload:{type_name}", state.get("sched_payload_errors", {}),
+                    initial if initial_type == type_name else None)
+        payload = form.render()
+        paused = st.checkbox("Paused", key="sched_paused", help="A paused schedule submits nothing until resumed")
+        sent = st.form_submit_button("Save schedule", type="primary", icon=":material/save:")
+    if sent:
+        save(name.strip(), type_name, cron.strip(), priority, paused, payload, form)
+
+
+def save(name: str, type_name: str, cron: str, priority: str, paused: bool, payload: dict[str, Any],
+         form: Form) -> None:
+    state.sched_errors, state.sched_payload_errors = {}, {}
+    if form.invalid:
+        state.sched_payload_errors = form.invalid
+        st.rerun()
+    try:
+        schedule = Schedule(name=name, type=type_name, cron=cron, priority=priority, paused=paused, payload=payload)
+    except ValidationError as e:
+        state.sched_errors = {".".join(map(str, err["loc"])): [err["msg"]] for err in e.errors(include_url=False)}
+        st.rerun()
+    try:
+        c.save_schedule(schedule)
+    except InvalidPayload as e:
+        state.sched_payload_errors = errors_by_field(e.errors) or {"": [str(e)]}
+        st.rerun()
+    except TaskdeckError as e:
+        st.error(str(e), icon=":material/error:")
+        return
+    flash(f"Schedule {literal(name)} saved")
+    st.rerun()
+
+
+def audit() -> None:
+    size = st.selectbox("Entries", AUDIT_SIZES, key="audit_size", help="Newest first")
+    rows = c.audit(size)
+    if not rows:
+        st.caption("Nothing logged yet.")
+        return
+    st.dataframe(pd.DataFrame([{
+        "When": datetime.fromtimestamp(int(row["at"]) / 1000, timezone.utc), "Who": row.get("by", ""),
+        "What": row.get("action", ""), "Job": row.get("job", ""), "Type": row.get("type", ""),
+        "Owner": row.get("owner", ""),
+    } for row in rows]), hide_index=True, width="stretch", key="audit_table", column_config={
+        "When": st.column_config.DatetimeColumn("When", format="YYYY-MM-DD HH:mm:ss")})
+
+
+limit_tab, schedule_tab, audit_tab = st.tabs(["Running limits", "Schedules", "Audit log"])
+with limit_tab:
+    limits()
+with schedule_tab:
+    schedules()
+with audit_tab:
+    audit()

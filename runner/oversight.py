@@ -1,0 +1,86 @@
+"""What the dashboard reads and changes beside the jobs themselves: the LLM endpoint and its circuit
+breakers, the scrape/RSS sources, and one job's LLM usage. The same rules as the rest of Client: every
+role may read, changing needs Action.settings (admins) and is audited, a job's usage is there only for
+those who may see the job, and an unreachable Redis is one RedisUnavailable.
+
+`Client` exposes these as methods (`client.breakers()`, `client.reset_breaker(endpoint)`, ...).
+"""
+from __future__ import annotations
+
+from collections.abc import Iterator
+from contextlib import contextmanager
+from typing import TYPE_CHECKING
+
+from redis import exceptions as redis_errors
+
+from .access import Action
+from .errors import RedisUnavailable
+from .store import redacted
+
+if TYPE_CHECKING:
+    from .client import Client
+    from .llm.status import BreakerState, JobUsage, LlmStatus
+    from .sources import Source
+
+
+@contextmanager
+def guarded(client: Client, what: str = "nothing was changed") -> Iterator[None]:
+    try:
+        yield
+    except (redis_errors.ConnectionError, redis_errors.TimeoutError, OSError) as e:
+        raise RedisUnavailable(
+            f"job queue unavailable: cannot reach Redis at {redacted(client.settings.url)} ({e}); {what}. "
+            "Start it with `python -m runner up` or point REDIS_URL at a running Redis."
+        ) from None
+
+
+def job_usage(client: Client, job_id: str) -> JobUsage:
+    """One job's LLM usage per step and per call; JobNotFound unless the acting user may see the job."""
+    from .llm import status
+
+    client.get(job_id)
+    with guarded(client):
+        return status.job_usage(client.settings, job_id)
+
+
+def llm_status(client: Client) -> LlmStatus:
+    from .llm import status
+
+    client.principal.require(Action.read)
+    with guarded(client):
+        return status.llm_status(client.settings)
+
+
+def breakers(client: Client) -> list[BreakerState]:
+    from .llm import status
+
+    client.principal.require(Action.read)
+    with guarded(client):
+        return status.breakers(client.settings)
+
+
+def reset_breaker(client: Client, endpoint: str) -> None:
+    from .llm import status
+
+    client.principal.require(Action.settings)
+    with guarded(client, "the breaker was not reset"):
+        status.reset_breaker(client.settings, endpoint)
+    client.note(f"reset circuit breaker {endpoint}")
+
+
+def sources(client: Client) -> list[Source]:
+    from . import sources as found
+
+    client.principal.require(Action.read)
+    with guarded(client):
+        return found.list_sources(client.settings)
+
+
+def enable_source(client: Client, url: str) -> Source:
+    from . import sources as found
+
+    client.principal.require(Action.settings)
+    with guarded(client, "the source was not re-enabled"):
+        source = found.enable(client.settings, url)
+    client.note(f"re-enable source {source.url}")
+    return source
