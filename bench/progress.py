@@ -17,7 +17,6 @@ from __future__ import annotations
 
 import argparse
 import asyncio
-import time
 
 from _harness import (
     Counters, System, alternate, bare_pool, bench_env, common_args, footer, header, log_dir, med, private_redis,

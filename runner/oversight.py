@@ -11,11 +11,8 @@ from collections.abc import Iterator
 from contextlib import contextmanager
 from typing import TYPE_CHECKING
 
-from redis import exceptions as redis_errors
-
 from .access import Action
-from .errors import RedisUnavailable
-from .store import redacted
+from .store import UNREACHABLE, unavailable
 
 if TYPE_CHECKING:
     from .client import Client
@@ -27,11 +24,8 @@ if TYPE_CHECKING:
 def guarded(client: Client, what: str = "nothing was changed") -> Iterator[None]:
     try:
         yield
-    except (redis_errors.ConnectionError, redis_errors.TimeoutError, OSError) as e:
-        raise RedisUnavailable(
-            f"job queue unavailable: cannot reach Redis at {redacted(client.settings.url)} ({e}); {what}. "
-            "Start it with `python -m runner up` or point REDIS_URL at a running Redis."
-        ) from None
+    except UNREACHABLE as e:
+        raise unavailable(client.settings.url, e, what) from None
 
 
 def job_usage(client: Client, job_id: str) -> JobUsage:

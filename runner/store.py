@@ -64,6 +64,16 @@ def reconnecting() -> Retry:
 KEEPALIVE = {socket.TCP_KEEPIDLE: 10, socket.TCP_KEEPINTVL: 5, socket.TCP_KEEPCNT: 3}
 
 
+UNREACHABLE = (redis_errors.ConnectionError, redis_errors.TimeoutError, OSError)
+
+
+def unavailable(url: str, error: Exception, what: str) -> RedisUnavailable:
+    return RedisUnavailable(
+        f"job queue unavailable: cannot reach Redis at {redacted(url)} ({error}); {what}. "
+        "Start it with `python -m runner up` or point REDIS_URL at a running Redis."
+    )
+
+
 def connect(settings: Settings, resilient: bool = False) -> Redis:
     """A client fails fast (RedisUnavailable). A worker (`resilient`) waits for Redis to come back; it
     has no per-command timeout (on Python 3.11 that costs a task per command) and finds a dead peer
@@ -93,11 +103,8 @@ class Store:
         """Turn a lost or refused Redis connection into one clear RedisUnavailable."""
         try:
             yield
-        except (redis_errors.ConnectionError, redis_errors.TimeoutError, OSError) as e:
-            raise RedisUnavailable(
-                f"job queue unavailable: cannot reach Redis at {redacted(self.settings.url)} ({e}); {what}. "
-                "Start it with `python -m runner up` or point REDIS_URL at a running Redis."
-            ) from None
+        except UNREACHABLE as e:
+            raise unavailable(self.settings.url, e, what) from None
 
     async def apply(self, job_id: str, spec: dict[str, Any], now: datetime | None = None) -> tuple[bool, str]:
         """Run one guarded change (see lua/transition.lua); returns (applied, status before)."""

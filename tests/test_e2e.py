@@ -4,22 +4,18 @@ open the Job page. Screenshots of Live, Job and Metrics go to docs/."""
 from __future__ import annotations
 
 import asyncio
-import os
 import re
-import signal
-import subprocess
-import sys
-import urllib.request
 from collections.abc import Iterator
 from concurrent.futures import ThreadPoolExecutor
 from pathlib import Path
 
 import pytest
 
-from runner import AsyncClient, Client, JobStatus, metrics, redis_server
+from runner import AsyncClient, Client, JobStatus, metrics
 
-from tests.conftest import ROOT, free_port
+from tests.conftest import ROOT
 from tests.polling import wait_until
+from tests.servers import dashboard_server
 
 CHROMIUM = Path("/usr/bin/chromium")
 ARGS = ["--headless", "--no-sandbox", "--disable-gpu", "--disable-quic", "--no-first-run",
@@ -34,35 +30,11 @@ async def sample_depth() -> None:
         await metrics.sample_depth(ac.store)
 
 
-def healthy(url: str) -> bool:
-    try:
-        with urllib.request.urlopen(f"{url}/_stcore/health", timeout=1) as answer:
-            return answer.status == 200
-    except OSError:
-        return False
-
-
 @pytest.fixture(scope="module")
 def dashboard(redis_url: str, tmp_path_factory: pytest.TempPathFactory) -> Iterator[str]:
-    port = free_port()
-    log = open(tmp_path_factory.mktemp("dashboard") / "streamlit.log", "wb")
-    proc = subprocess.Popen(
-        [sys.executable, "-m", "streamlit", "run", "dashboard.py", "--server.port", str(port),
-         "--server.headless", "true", "--server.address", "127.0.0.1"],
-        cwd=ROOT, env={**os.environ, "REDIS_URL": redis_url}, stdout=log, stderr=subprocess.STDOUT,
-        preexec_fn=redis_server.die_with_parent)
-    url = f"http://127.0.0.1:{port}"
-    try:
-        wait_until(lambda: healthy(url) or proc.poll() is not None, 30, "the dashboard's health check")
-        assert proc.poll() is None, f"streamlit exited with {proc.returncode}"
+    log = tmp_path_factory.mktemp("dashboard") / "streamlit.log"
+    with dashboard_server(log, {"REDIS_URL": redis_url}) as url:
         yield url
-    finally:
-        proc.send_signal(signal.SIGTERM)
-        try:
-            proc.wait(10)
-        except subprocess.TimeoutExpired:
-            proc.kill()
-        log.close()
 
 
 @pytest.fixture(scope="module")

@@ -8,20 +8,15 @@ from __future__ import annotations
 
 import contextlib
 import json
-import os
-import signal
-import subprocess
-import sys
 import threading
-import urllib.request
 from collections.abc import Iterator
 from pathlib import Path
 
 import pytest
 
-from runner import Client, redis_server
-from tests.conftest import ROOT, free_port
-from tests.polling import wait_until
+from runner import Client
+from tests.conftest import free_port
+from tests.servers import dashboard_server
 
 CHROMIUM = Path("/usr/bin/chromium")
 ARGS = ["--headless", "--no-sandbox", "--disable-gpu", "--disable-quic", "--no-first-run",
@@ -32,14 +27,6 @@ with contextlib.suppress(ImportError):  # Authlib's own "always" filter for its 
 
 pytestmark = [pytest.mark.e2e, pytest.mark.skipif(not CHROMIUM.exists(), reason="needs Debian's /usr/bin/chromium"),
               pytest.mark.filterwarnings("ignore::DeprecationWarning")]  # Authlib's, inside the mock
-
-
-def healthy(url: str) -> bool:
-    try:
-        with urllib.request.urlopen(f"{url}/_stcore/health", timeout=1) as answer:
-            return answer.status == 200
-    except OSError:
-        return False
 
 
 @pytest.fixture
@@ -72,23 +59,9 @@ client_id = "taskdeck"
 client_secret = "taskdeck-secret"
 server_metadata_url = "{provider}/.well-known/openid-configuration"
 """)
-    log = open(tmp_path / "streamlit.log", "wb")
-    env = {**os.environ, "REDIS_URL": redis_url, "TASKDECK_ROLES": json.dumps({"alice@example.com": "staff"})}
-    proc = subprocess.Popen(
-        [sys.executable, "-m", "streamlit", "run", "dashboard.py", "--server.port", str(port), "--server.headless",
-         "true", "--server.address", HOST, "--secrets.files", str(secrets)],
-        cwd=ROOT, env=env, stdout=log, stderr=subprocess.STDOUT, preexec_fn=redis_server.die_with_parent)
-    try:
-        wait_until(lambda: healthy(url) or proc.poll() is not None, 30, "the dashboard's health check")
-        assert proc.poll() is None, f"streamlit exited with {proc.returncode}"
+    env = {"REDIS_URL": redis_url, "TASKDECK_ROLES": json.dumps({"alice@example.com": "staff"})}
+    with dashboard_server(tmp_path / "streamlit.log", env, "--secrets.files", str(secrets), port=port):
         yield url
-    finally:
-        proc.send_signal(signal.SIGTERM)
-        try:
-            proc.wait(10)
-        except subprocess.TimeoutExpired:
-            proc.kill()
-        log.close()
 
 
 def test_sign_in_maps_the_email_to_a_role_and_refuses_unknown_ones(dashboard: str, redis_url: str) -> None:
