@@ -8,7 +8,6 @@ from datetime import timedelta
 from typing import Any
 
 import orjson
-from arq import Retry
 from pydantic import ValidationError
 
 from . import registry, transitions, wake
@@ -16,10 +15,9 @@ from .context import TaskContext
 from .errors import Fatal, UnknownTaskType
 from .logs import log_transition
 from .models import Attempt, Job, JobStatus, StepStatus, utcnow
-from .store import Store, dumps
+from .store import Store, decode, dumps
 
 logger = logging.getLogger("taskdeck.worker")
-RECOVER_S = 5.0
 PARKED = "parked"
 
 
@@ -30,36 +28,30 @@ class WorkerState:
         self.store = store
         self.id = worker_id
         self.running: dict[str, int] = {}
-        self.suspects: set[str] = set()
+        self.aborting: set[str] = set()
         self.client: Any = None
         self.done = 0
         self.failed = 0
 
 
 async def run(ctx: dict[str, Any]) -> None:
-    """The single ARQ function: every Taskdeck job runs through here.
-
-    The task's own errors are handled in `attempt`; anything escaping to here means the record could
-    not be read or written (Redis away), so ARQ keeps the job and tries again shortly.
-    """
+    """The ARQ function every Taskdeck job is enqueued as. Workers claim and run jobs through
+    claim.py instead of ARQ's own start path, so ARQ calls this only if that hook is missing."""
     state: WorkerState = ctx["taskdeck"]
-    try:
-        await execute(state, ctx["job_id"])
-    except Retry:
-        raise
-    except Exception:
-        logger.exception("job %s: could not update its record; running it again in %g s", ctx["job_id"], RECOVER_S)
-        raise Retry(defer=RECOVER_S) from None
+    await execute(state, ctx["job_id"], await state.store.redis.hgetall(state.store.keys.job(ctx["job_id"])))
 
 
-async def execute(state: WorkerState, job_id: str) -> None:
+async def execute(state: WorkerState, job_id: str, raw: dict[str, str]) -> None:
+    """Run one claimed job from its record `raw`; every way out ends the claim (its lease)."""
     try:
-        job = await state.store.load(job_id)
+        job = decode(raw) if raw else None
     except (ValidationError, orjson.JSONDecodeError) as e:
-        await state.store.apply(job_id, transitions.unreadable(job_id, str(e), utcnow(), state.store.keys))
+        if not await end(state, job_id, transitions.unreadable(job_id, str(e), utcnow(), state.store.keys)):
+            await state.store.drop(job_id, state.id)
         logger.error("job %s: its record cannot be read (%s); failed", job_id, e)
         return
     if job is None or job.status.terminal:
+        await state.store.drop(job_id, state.id)
         return
     if job.cancel_requested_by:
         await finish(state, job, transitions.cancelled(job, utcnow(), state.store.keys))
@@ -75,15 +67,15 @@ async def execute(state: WorkerState, job_id: str) -> None:
         await fail_at_once(state, job, e)
         return
     started = await begin(state, job, task_type.steps, lost)
-    if started == PARKED:
-        raise Retry(defer=0)
     if started is None:
+        await state.store.release(job.id, state.id)
         return
     state.running[job.id] = started.attempts
     try:
         await attempt(state, started, task_type, payload)
     finally:
         state.running.pop(job.id, None)
+        state.aborting.discard(job.id)
         wake.wanted.set()
 
 
@@ -92,8 +84,8 @@ def lost_attempt(job: Job) -> Attempt:
                    outcome="lost", error="worker lost during the attempt (killed or unreachable)", steps=job.steps)
 
 
-async def begin(state: WorkerState, job: Job, steps: tuple[str, ...], lost: Attempt | None) -> Job | str | None:
-    """The started job; PARKED when a running limit holds it back (ARQ must keep its job data); else None."""
+async def begin(state: WorkerState, job: Job, steps: tuple[str, ...], lost: Attempt | None) -> Job | None:
+    """The started job, or None: a running limit parked it off the queue, or it changed meanwhile."""
     now = utcnow()
     keys, settings = state.store.keys, state.store.settings
     limits = {"user": settings.max_running_per_user, "org": settings.max_running_per_org,
@@ -103,7 +95,6 @@ async def begin(state: WorkerState, job: Job, steps: tuple[str, ...], lost: Atte
     applied, status = await state.store.apply(job.id, spec, now)
     if status == PARKED:
         log_transition(job, "queued", "held back by a running limit; waits off the queue for a free slot")
-        return PARKED
     if not applied:
         return None
     started = job.model_copy(update={"status": JobStatus.processing, "attempts": job.attempts + 1, "started_at": now,
@@ -167,8 +158,6 @@ async def failed(state: WorkerState, job: Job, ctx: TaskContext, error: str, out
         state.failed += retry_at is None
         follow = f"retrying in {(retry_at - entry.finished_at).total_seconds():.1f} s" if retry_at else "no attempts left"
         log_transition(job, "retrying" if retry_at else "failed", f"{error}; {follow}", level=logging.WARNING)
-    if retry_at:
-        raise Retry(defer=0)
 
 
 async def fail_at_once(state: WorkerState, job: Job, error: Exception) -> None:
@@ -199,9 +188,18 @@ async def finish(state: WorkerState, job: Job, spec: dict[str, Any], ctx: TaskCo
     """Apply the attempt's final transition, keeping the partial output the task saved."""
     if ctx is not None and ctx.partial is not None:
         spec["set"]["partial"] = dumps(ctx.partial)
-    applied, status = await state.store.apply(job.id, spec)
-    if not applied:
-        logger.info("job %s: no longer %s (now %s); leaving it", job.id, job.status, status or "gone")
+    if await end(state, job.id, spec):
+        return True
+    logger.info("job %s: no longer %s; leaving it", job.id, job.status)
+    await state.store.release(job.id, state.id)
+    return False
+
+
+async def end(state: WorkerState, job_id: str, spec: dict[str, Any]) -> bool:
+    """A transition that ends this worker's claim together with the change, shielded from
+    cancellation so that an abort or a shutdown cannot cut it in half."""
+    spec["calls"] = spec.get("calls", []) + transitions.release_calls(state.store.keys, job_id, spec["status"].terminal)
+    applied, _ = await asyncio.shield(state.store.apply(job_id, spec))
     return applied
 
 

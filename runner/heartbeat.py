@@ -1,10 +1,9 @@
 """A worker's background duties: renew its jobs' leases, say it is alive, recover jobs of dead
-workers (also those that died between ARQ's pickup and the job's start), queue again jobs whose ARQ
-entry was lost, and delete finished jobs past their retention.
+workers, queue again jobs whose ARQ entry was lost, and delete finished jobs past their retention.
 
-The lease is ARQ's own in-progress key, shortened to `lease_s` when a job starts and renewed here
-every `lease_s / 3`. When a worker dies its keys lapse, ARQ hands the job to the next worker that
-polls, and `reap` puts the record of any job nobody picked up back in `queued`.
+The lease is ARQ's own in-progress key, set to `lease_s` when a worker claims a job (claim.py) and
+renewed here every `lease_s / 3`. When a worker dies its keys lapse, the next poll of any worker
+claims the job again, and `reap` puts the record of any job nobody picked up back in `queued`.
 """
 from __future__ import annotations
 
@@ -30,7 +29,6 @@ async def run(state: WorkerState) -> None:
         try:
             await beat(state)
             await reap(state)
-            await unstick(state)
             if await turn(state, "schedules", interval * 0.9):
                 await Scheduler(state.client).run_due()
             await metrics.sample_depth(state.store)
@@ -92,32 +90,6 @@ async def reap(state: WorkerState) -> int:
             logger.warning("job %s %s: worker %s lost; %s", job_id, job.type, job.worker,
                            "cancelled as requested" if job.cancel_requested_by else "back in the queue")
     return reaped
-
-
-async def unstick(state: WorkerState, head: int = 1000) -> int:
-    """Free jobs that ARQ handed to a worker which died before Taskdeck started them.
-
-    Such a job is still `queued` but its in-progress key keeps the long TTL ARQ gave it (the job's
-    start would have cut it to the lease). Seen so on two heartbeats in a row, the key is deleted
-    so that another worker takes the job.
-    """
-    store, keys = state.store, state.store.keys
-    lease_ms = int(store.settings.lease_s * 1000)
-    ids = await store.redis.zrangebyscore(keys.queue, "-inf", int(time.time() * 1000), start=0, num=head)
-    async with store.redis.pipeline(transaction=False) as pipe:
-        for job_id in ids:
-            pipe.pttl(keys.arq_in_progress(job_id))
-            pipe.hget(keys.job(job_id), "status")
-        rows = await pipe.execute()
-    waiting = {'"queued"', '"retrying"'}
-    suspects = {job_id for job_id, ttl, status in zip(ids, rows[::2], rows[1::2]) if ttl > lease_ms and status in waiting}
-    stuck, state.suspects = suspects & state.suspects, suspects
-    for job_id in stuck:
-        spec = {"from": [s.strip('"') for s in waiting], "longer_than": [keys.arq_in_progress(job_id), lease_ms],
-                "calls": [["DEL", keys.arq_in_progress(job_id)]], "wake": True}
-        if (await store.apply(job_id, spec))[0]:
-            logger.warning("job %s: its worker died before starting it; released to the queue", job_id)
-    return len(stuck)
 
 
 async def sweep(state: WorkerState, batch: int = 500) -> int:

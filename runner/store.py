@@ -11,7 +11,7 @@ from collections.abc import AsyncIterator, Iterable, Sequence
 from contextlib import asynccontextmanager
 from datetime import datetime
 from importlib.resources import files
-from typing import Any
+from typing import Any, NamedTuple
 from urllib.parse import urlsplit, urlunsplit
 
 import orjson
@@ -27,6 +27,9 @@ from .models import LIST_FIELDS, Attempt, Job, JobStatus
 from .settings import Settings
 
 TRANSITION = files("runner").joinpath("lua/transition.lua").read_text()
+CLAIM = files("runner").joinpath("lua/claim.lua").read_text()
+RELEASE = "if redis.call('GET', KEYS[1]) == ARGV[1] then return redis.call('DEL', KEYS[1]) end return 0"
+ABORT_MAX_AGE_MS = 3_600_000
 ATTEMPT_FIELD = "attempt:"
 
 
@@ -89,6 +92,12 @@ def connect(settings: Settings, resilient: bool = False) -> Redis:
                           socket_connect_timeout=min(2.0, settings.redis_timeout_s), **options)
 
 
+class Claim(NamedTuple):
+    job_id: str
+    score: int
+    record: dict[str, str]
+
+
 class Store:
     """Reads and guarded writes of job records over one asyncio Redis connection pool."""
 
@@ -97,6 +106,8 @@ class Store:
         self.settings = settings
         self.keys = Keys(settings.prefix, settings.queue_name)
         self._transition = redis.register_script(TRANSITION)
+        self._claim = redis.register_script(CLAIM)
+        self._release = redis.register_script(RELEASE)
 
     @asynccontextmanager
     async def guard(self, what: str = "nothing was written") -> AsyncIterator[None]:
@@ -115,6 +126,27 @@ class Store:
         args = [self.keys.prefix, repr(at), orjson.dumps(spec).decode()]
         applied, status = await self._transition(keys=[self.keys.job(job_id)], args=args)
         return bool(applied), status
+
+    async def claim(self, owner: str, free: int, scan: int) -> tuple[list[Claim], list[str]]:
+        """Up to `free` due jobs taken for `owner` (see lua/claim.lua), and the ids asked to abort."""
+        now_ms = int(time.time() * 1000)
+        args = [now_ms, free, scan, int(self.settings.lease_s * 1000), owner, self.keys.arq_in_progress(""),
+                self.keys.job(""), now_ms - ABORT_MAX_AGE_MS]
+        claimed, aborts = await self._claim(keys=[self.keys.queue, self.keys.abort], args=args)
+        return [Claim(job_id, int(float(score)), dict(zip(raw[::2], raw[1::2]))) for job_id, score, raw in claimed], aborts
+
+    async def release(self, job_id: str, owner: str) -> None:
+        """Give up a claim that no transition ended, unless the lease lapsed and another worker holds it."""
+        await self._release(keys=[self.keys.arq_in_progress(job_id)], args=[owner])
+
+    async def drop(self, job_id: str, owner: str) -> None:
+        """Take a claimed job off ARQ for good: its record is finished or gone, so there is nothing to run."""
+        async with self.redis.pipeline(transaction=True) as pipe:
+            pipe.zrem(self.keys.queue, job_id)
+            pipe.zrem(self.keys.abort, job_id)
+            pipe.delete(self.keys.arq_job(job_id), self.keys.arq_retry(job_id))
+            await self._release(keys=[self.keys.arq_in_progress(job_id)], args=[owner], client=pipe)
+            await pipe.execute()
 
     async def load(self, job_id: str) -> Job | None:
         raw = await self.redis.hgetall(self.keys.job(job_id))

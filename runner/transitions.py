@@ -41,6 +41,15 @@ def dequeue_calls(keys: Keys, job_id: str) -> list[list[Any]]:
     return [["ZREM", keys.queue, job_id], ["DEL", keys.arq_job(job_id), keys.arq_retry(job_id)]]
 
 
+def release_calls(keys: Keys, job_id: str, done: bool) -> list[list[Any]]:
+    """The end of a worker's claim on a job: its lease goes; a job `done` also leaves ARQ for good
+    (what ARQ's own finish_job would do), the others stay on ARQ's queue for their next run."""
+    if not done:
+        return [["DEL", keys.arq_in_progress(job_id)]]
+    return [["DEL", keys.arq_in_progress(job_id), keys.arq_job(job_id), keys.arq_retry(job_id)],
+            ["ZREM", keys.queue, job_id], ["ZREM", keys.abort, job_id]]
+
+
 def fresh_steps(names: list[str] | tuple[str, ...]) -> list[Step]:
     return [Step(name=name) for name in names]
 

@@ -1,7 +1,8 @@
 """ARQ worker settings: `arq runner.worker.WorkerSettings`.
 
-Every Taskdeck job is one ARQ job of the single function `taskdeck` (execution.run), which reads
-the job's record and runs its registered task type. Job data is JSON, never pickle.
+Every Taskdeck job is one ARQ job of the single function `taskdeck`; workers claim jobs with their
+records through claim.py and run the registered task type (execution.execute). Job data is JSON,
+never pickle.
 """
 from __future__ import annotations
 
@@ -16,7 +17,7 @@ import orjson
 from arq.connections import RedisSettings
 from arq.worker import func
 
-from . import durability, heartbeat, logs, registry, wake
+from . import claim, durability, heartbeat, logs, registry, wake
 from .client import AsyncClient
 from .execution import WorkerState, run
 from .schedules import Scheduler
@@ -28,6 +29,7 @@ logger = logging.getLogger("taskdeck.worker")
 settings = Settings()
 registry.load(settings.task_modules)
 wake.install()
+claim.install()
 ARQ_GRACE_S = 60
 
 

@@ -55,7 +55,6 @@ end
 for _, key in ipairs(spec.absent or {}) do
   if redis.call('EXISTS', key) == 1 then return {0, old} end
 end
-if spec.longer_than and redis.call('PTTL', spec.longer_than[1]) <= spec.longer_than[2] then return {0, old} end
 for _, key in ipairs(spec.not_in or {}) do
   if redis.call('ZSCORE', key, id) then return {0, old} end
 end

@@ -1,0 +1,77 @@
+"""How a worker takes jobs off ARQ's queue: one script per poll instead of ARQ's path per job.
+
+ARQ 0.28 starts each job with four round trips (WATCH, EXISTS, ZSCORE, MULTI-PSETEX-EXEC), then
+one more to read its job data and count a try, and one to clean up at the end; Taskdeck then reads
+the record. `poll_iteration` replaces `Worker._poll_iteration`: lua/claim.lua takes up to the
+free slots' worth of due jobs with their records and lists the jobs asked to abort, in one round
+trip; each job's final transition removes ARQ's keys itself (execution.end). ARQ still runs the
+loop, signals, graceful shutdown, burst mode and its health check. ARQ is pinned exactly;
+tests/test_claim.py fails if this hook stops working.
+"""
+from __future__ import annotations
+
+import asyncio
+import logging
+
+import arq.worker
+from arq.worker import Worker
+
+from . import execution
+from .execution import WorkerState
+from .store import Claim
+
+logger = logging.getLogger("taskdeck.worker")
+
+
+async def poll_iteration(worker: Worker) -> None:
+    state: WorkerState = worker.ctx["taskdeck"]
+    claims, aborts = await state.store.claim(state.id, free_slots(worker), worker.queue_read_limit)
+    for claim in claims:
+        start(worker, state, claim)
+    abort(worker, state, aborts)
+    for job_id, task in list(worker.tasks.items()):
+        if task.done():
+            del worker.tasks[job_id]
+    await worker.heart_beat()
+
+
+def free_slots(worker: Worker) -> int:
+    if not worker.allow_pick_jobs:
+        return 0
+    free = worker.max_jobs - worker.job_counter
+    if worker.burst and worker.max_burst_jobs >= 0:
+        free = min(free, worker.max_burst_jobs - worker._jobs_started())
+    return max(free, 0)
+
+
+def start(worker: Worker, state: WorkerState, claim: Claim) -> None:
+    worker.job_counter += 1
+    task = asyncio.create_task(run(worker, state, claim))
+    task.add_done_callback(lambda _: setattr(worker, "job_counter", worker.job_counter - 1))
+    worker.tasks[claim.job_id] = task
+
+
+async def run(worker: Worker, state: WorkerState, claim: Claim) -> None:
+    try:
+        await execution.execute(state, claim.job_id, claim.record)
+    except asyncio.CancelledError:
+        worker.jobs_retried += 1  # a shutdown: the job was handed back (execution.interrupted)
+    except Exception:
+        worker.jobs_failed += 1
+        logger.exception("job %s: could not update its record; another worker takes it when its lease "
+                         "(TASKDECK_LEASE_S) lapses", claim.job_id)
+    else:
+        worker.jobs_complete += 1
+
+
+def abort(worker: Worker, state: WorkerState, job_ids: list[str]) -> None:
+    """Cancel the running attempts asked to abort; execution.interrupted records them as cancelled."""
+    for job_id in job_ids:
+        task = worker.tasks.get(job_id)
+        if task is not None and job_id in state.running and job_id not in state.aborting:
+            state.aborting.add(job_id)
+            task.cancel()
+
+
+def install() -> None:
+    arq.worker.Worker._poll_iteration = poll_iteration
