@@ -148,7 +148,10 @@ async def drain(kind: str, settings_cls, max_jobs: int, poll_delay: float) -> No
     import arq.worker
     from arq.worker import Worker, get_kwargs
 
+    from runner import wake
+
     saved = arq.worker.poll
+    wake.wanted = asyncio.Event()  # one per event loop: each drain runs in a loop of its own
     if kind == "arq":
         arq.worker.poll = arq.utils.poll  # runner.worker replaced it with Taskdeck's wake-aware poll
     try:

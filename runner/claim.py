@@ -21,10 +21,14 @@ from .execution import WorkerState
 from .store import Claim
 
 logger = logging.getLogger("taskdeck.worker")
+arq_poll_iteration = Worker._poll_iteration
 
 
 async def poll_iteration(worker: Worker) -> None:
-    state: WorkerState = worker.ctx["taskdeck"]
+    """One poll of a Taskdeck worker; any other ARQ worker in the process keeps ARQ's own."""
+    state: WorkerState | None = worker.ctx.get("taskdeck")
+    if state is None:
+        return await arq_poll_iteration(worker)
     claims, aborts = await state.store.claim(state.id, free_slots(worker), worker.queue_read_limit)
     for claim in claims:
         start(worker, state, claim)
@@ -53,7 +57,7 @@ def start(worker: Worker, state: WorkerState, claim: Claim) -> None:
 
 async def run(worker: Worker, state: WorkerState, claim: Claim) -> None:
     try:
-        await execution.execute(state, claim.job_id, claim.record)
+        await execution.execute(state, claim)
     except asyncio.CancelledError:
         worker.jobs_retried += 1  # a shutdown: the job was handed back (execution.interrupted)
     except Exception:

@@ -15,7 +15,7 @@ from .context import TaskContext
 from .errors import Fatal, UnknownTaskType
 from .logs import log_transition
 from .models import Attempt, Job, JobStatus, StepStatus, utcnow
-from .store import Store, decode, dumps
+from .store import Claim, Store, decode, dumps
 
 logger = logging.getLogger("taskdeck.worker")
 PARKED = "parked"
@@ -38,13 +38,15 @@ async def run(ctx: dict[str, Any]) -> None:
     """The ARQ function every Taskdeck job is enqueued as. Workers claim and run jobs through
     claim.py instead of ARQ's own start path, so ARQ calls this only if that hook is missing."""
     state: WorkerState = ctx["taskdeck"]
-    await execute(state, ctx["job_id"], await state.store.redis.hgetall(state.store.keys.job(ctx["job_id"])))
+    record = await state.store.redis.hgetall(state.store.keys.job(ctx["job_id"]))
+    await execute(state, Claim(ctx["job_id"], ctx["score"], record))
 
 
-async def execute(state: WorkerState, job_id: str, raw: dict[str, str]) -> None:
-    """Run one claimed job from its record `raw`; every way out ends the claim (its lease)."""
+async def execute(state: WorkerState, claim: Claim) -> None:
+    """Run one claimed job from its record; every way out ends the claim (its lease)."""
+    job_id = claim.job_id
     try:
-        job = decode(raw) if raw else None
+        job = decode(claim.record) if claim.record else None
     except (ValidationError, orjson.JSONDecodeError) as e:
         if not await end(state, job_id, transitions.unreadable(job_id, str(e), utcnow(), state.store.keys)):
             await state.store.drop(job_id, state.id)
@@ -66,7 +68,7 @@ async def execute(state: WorkerState, job_id: str, raw: dict[str, str]) -> None:
     except (UnknownTaskType, ValidationError) as e:
         await fail_at_once(state, job, e)
         return
-    started = await begin(state, job, task_type.steps, lost)
+    started = await begin(state, job, task_type.steps, lost, claim.score)
     if started is None:
         await state.store.release(job.id, state.id)
         return
@@ -84,14 +86,14 @@ def lost_attempt(job: Job) -> Attempt:
                    outcome="lost", error="worker lost during the attempt (killed or unreachable)", steps=job.steps)
 
 
-async def begin(state: WorkerState, job: Job, steps: tuple[str, ...], lost: Attempt | None) -> Job | None:
+async def begin(state: WorkerState, job: Job, steps: tuple[str, ...], lost: Attempt | None, score: int) -> Job | None:
     """The started job, or None: a running limit parked it off the queue, or it changed meanwhile."""
     now = utcnow()
     keys, settings = state.store.keys, state.store.settings
     limits = {"user": settings.max_running_per_user, "org": settings.max_running_per_org,
               "type": settings.max_running_per_type.get(job.type), "global": settings.max_running_global}
     spec = transitions.start(job, state.id, steps, now, keys.arq_in_progress(job.id), int(settings.lease_s * 1000),
-                             lost, limits)
+                             lost, limits, score)
     applied, status = await state.store.apply(job.id, spec, now)
     if status == PARKED:
         log_transition(job, "queued", "held back by a running limit; waits off the queue for a free slot")
@@ -180,7 +182,7 @@ async def interrupted(state: WorkerState, job: Job, ctx: TaskContext) -> None:
             log_transition(job, "cancelled", f"by {current.cancel_requested_by} at step {ctx.current_step or '-'}")
         return
     entry = record(job, ctx, "handed back", StepStatus.pending, "worker shut down")
-    if await finish(state, job, transitions.handback(job, entry, now), ctx):
+    if await finish(state, job, transitions.handback(job, entry, now, state.store.keys, state.store.settings.priority_aging_s), ctx):
         log_transition(job, "queued", "handed back: worker shutting down; no attempt charged")
 
 

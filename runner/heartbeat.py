@@ -48,11 +48,10 @@ async def turn(state: WorkerState, duty: str, every_s: float) -> bool:
 
 async def beat(state: WorkerState, alive: bool = True) -> None:
     store, keys = state.store, state.store.keys
-    lease_ms = int(store.settings.lease_s * 1000)
     now = time.time()
     async with store.redis.pipeline(transaction=False) as pipe:
-        for job_id in list(state.running):
-            pipe.pexpire(keys.arq_in_progress(job_id), lease_ms)
+        if state.running:
+            await store.leases("renew", state.id, list(state.running), client=pipe)
         pipe.hset(keys.worker(state.id), mapping={
             "id": state.id, "host": socket.gethostname(), "pid": os.getpid(), "last_heartbeat": now,
             "alive": int(alive), "running": len(state.running), "done": state.done, "failed": state.failed,

@@ -28,7 +28,7 @@ from .settings import Settings
 
 TRANSITION = files("runner").joinpath("lua/transition.lua").read_text()
 CLAIM = files("runner").joinpath("lua/claim.lua").read_text()
-RELEASE = "if redis.call('GET', KEYS[1]) == ARGV[1] then return redis.call('DEL', KEYS[1]) end return 0"
+LEASE = files("runner").joinpath("lua/lease.lua").read_text()
 ABORT_MAX_AGE_MS = 3_600_000
 ATTEMPT_FIELD = "attempt:"
 
@@ -107,7 +107,7 @@ class Store:
         self.keys = Keys(settings.prefix, settings.queue_name)
         self._transition = redis.register_script(TRANSITION)
         self._claim = redis.register_script(CLAIM)
-        self._release = redis.register_script(RELEASE)
+        self._lease = redis.register_script(LEASE)
 
     @asynccontextmanager
     async def guard(self, what: str = "nothing was written") -> AsyncIterator[None]:
@@ -135,17 +135,23 @@ class Store:
         claimed, aborts = await self._claim(keys=[self.keys.queue, self.keys.abort], args=args)
         return [Claim(job_id, int(float(score)), dict(zip(raw[::2], raw[1::2]))) for job_id, score, raw in claimed], aborts
 
+    async def leases(self, action: str, owner: str, job_ids: Iterable[str], client: Any = None) -> None:
+        """`renew` or `release` `owner`'s leases on `job_ids` (lua/lease.lua)."""
+        args = [action, owner, int(time.time() * 1000), int(self.settings.lease_s * 1000),
+                self.keys.arq_in_progress(""), *job_ids]
+        await self._lease(keys=[self.keys.queue], args=args, client=client)
+
     async def release(self, job_id: str, owner: str) -> None:
-        """Give up a claim that no transition ended, unless the lease lapsed and another worker holds it."""
-        await self._release(keys=[self.keys.arq_in_progress(job_id)], args=[owner])
+        """Give up a claim that no transition ended: the job is due again at once."""
+        await self.leases("release", owner, [job_id])
 
     async def drop(self, job_id: str, owner: str) -> None:
         """Take a claimed job off ARQ for good: its record is finished or gone, so there is nothing to run."""
         async with self.redis.pipeline(transaction=True) as pipe:
+            await self.leases("release", owner, [job_id], client=pipe)
             pipe.zrem(self.keys.queue, job_id)
             pipe.zrem(self.keys.abort, job_id)
             pipe.delete(self.keys.arq_job(job_id), self.keys.arq_retry(job_id))
-            await self._release(keys=[self.keys.arq_in_progress(job_id)], args=[owner], client=pipe)
             await pipe.execute()
 
     async def load(self, job_id: str) -> Job | None:

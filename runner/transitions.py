@@ -87,9 +87,10 @@ def create(job: Job, keys: Keys, aging_s: float, by: str) -> dict[str, Any]:
 
 
 def start(job: Job, worker: str, steps: tuple[str, ...], now: datetime, in_progress: str, lease_ms: int,
-          lost: Attempt | None, limits: dict[str, int | None]) -> dict[str, Any]:
+          lost: Attempt | None, limits: dict[str, int | None], queued_score: int | None = None) -> dict[str, Any]:
     """processing, unless a running limit (user, org, type, global) is reached: then the job is parked
-    off ARQ's queue, with the reason, until a job of the same scope leaves processing."""
+    off ARQ's queue, with the reason, until a job of the same scope leaves processing; it goes back
+    with `queued_score`, its place in the queue before it was claimed."""
     wait = metrics.wait_counters((now - job.queued_at).total_seconds()) if job.attempts == 0 else {}
     fields: dict[str, Any] = {
         "started_at": now, "updated_at": now, "worker": worker, "progress": 0.0, "current_step": None,
@@ -102,7 +103,7 @@ def start(job: Job, worker: str, steps: tuple[str, ...], now: datetime, in_progr
         "set": encode(fields), "incr": {"attempts": 1}, "status": JobStatus.processing,
         "metrics": counters(job, "started", **wait) | (counters(job, "lost") if lost else {}),
         "event": {"event": "started", "attempt": job.attempts + 1},
-        "limits": limits,
+        "limits": limits, **({"queued_score": queued_score} if queued_score is not None else {}),
         "calls": [["PEXPIRE", in_progress, lease_ms]],
     }
 
@@ -182,13 +183,14 @@ def cancel_request(job: Job, by: str, now: datetime, keys: Keys) -> dict[str, An
     }
 
 
-def handback(job: Job, record: Attempt, now: datetime) -> dict[str, Any]:
-    """A worker shutting down returns its job to the queue without charging it an attempt."""
+def handback(job: Job, record: Attempt, now: datetime, keys: Keys, aging_s: float) -> dict[str, Any]:
+    """A worker shutting down returns its job to the queue, due at once, without charging it an attempt."""
     return {
         "from": [JobStatus.processing], "match": {"attempts": job.attempts},
         "set": encode({"updated_at": now, "eta": None, f"attempt:{record.number}": record}),
         "incr": {"attempts": -1}, "status": JobStatus.queued,
         "event": {"event": "handed_back", "attempt": record.number},
+        "calls": [["ZADD", keys.queue, "XX", queue_score(job.priority, now, aging_s), job.id]],
     }
 
 

@@ -1,6 +1,7 @@
 """Workers claim jobs through runner.claim (one script per poll), not ARQ's own per-job start path."""
 from __future__ import annotations
 
+import time
 from collections.abc import Iterator
 
 import arq.worker
@@ -35,12 +36,19 @@ def test_a_finished_job_leaves_no_arq_keys_behind(client: Client, r: redis.Redis
     assert r.zcard(client.settings.queue_name) == 0
 
 
-def test_a_running_job_holds_its_lease_under_the_worker_id(client: Client, r: redis.Redis, start_worker) -> None:
+def test_a_running_job_holds_its_lease_and_waits_on_the_queue_until_it_ends(client: Client, r: redis.Redis,
+                                                                            start_worker) -> None:
     start_worker()
     job = client.submit("TEST_SLEEP", {"seconds": 30})
     wait_until(lambda: client.get(job.id).status is JobStatus.processing, 10, "the job to start")
     running = client.get(job.id)
     assert r.get(Keys.arq_in_progress(job.id)) == running.worker
-    assert 0 < r.pttl(Keys.arq_in_progress(job.id)) <= client.settings.lease_s * 1000
+    lease_ms = client.settings.lease_s * 1000
+    assert 0 < r.pttl(Keys.arq_in_progress(job.id)) <= lease_ms
+    due_in = r.zscore(client.settings.queue_name, job.id) - time.time() * 1000
+    assert 0 < due_in <= lease_ms, "a running job is due again only when its lease would lapse"
+    renewed = wait_until(lambda: (s := r.zscore(client.settings.queue_name, job.id)) > due_in + time.time() * 1000 and s,
+                         lease_ms / 1000, "the heartbeat to move the lease on")
+    assert renewed - time.time() * 1000 <= lease_ms
     client.cancel(job.id)
     wait_until(lambda: not r.exists(Keys.arq_in_progress(job.id)), 10, "the lease to end with the cancel")

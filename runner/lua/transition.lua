@@ -96,7 +96,7 @@ if spec.limits and old ~= 'processing' then
     local kind, name = scope[1], scope[2]
     local limit = tonumber(redis.call('HGET', prefix .. 'limits', kind .. ':' .. name) or spec.limits[kind])
     if limit and running_count(kind, name) >= limit then
-      local queued_score = redis.call('ZSCORE', spec.queue, id) or now * 1000
+      local queued_score = spec.queued_score or redis.call('ZSCORE', spec.queue, id) or now * 1000
       redis.call('ZREM', spec.queue, id)
       redis.call('ZADD', prefix .. 'parked:' .. kind .. ':' .. name, queued_score, id)
       local reason = 'waiting: ' .. kind .. ' limit ' .. limit .. ' reached'

@@ -1,0 +1,22 @@
+-- Renew (ARGV[1] = 'renew') or end ('release') this worker's leases on jobs, skipping any lease that
+-- lapsed and went to another worker. A renewed job's queue score moves to the lease's new end; a
+-- released one is due at once (if still queued: a finished job has left the queue already).
+--
+-- KEYS[1]  ARQ's queue     ARGV[2]  owner (worker id)     ARGV[3]  now, ms     ARGV[4]  lease, ms
+-- ARGV[5]  ARQ's in-progress key prefix     ARGV[6..]  job ids
+
+local queue, action, owner = KEYS[1], ARGV[1], ARGV[2]
+local now, lease, in_progress = tonumber(ARGV[3]), tonumber(ARGV[4]), ARGV[5]
+for i = 6, #ARGV do
+  local id = ARGV[i]
+  if redis.call('GET', in_progress .. id) == owner then
+    if action == 'renew' then
+      redis.call('PEXPIRE', in_progress .. id, lease)
+      redis.call('ZADD', queue, 'XX', now + lease, id)
+    else
+      redis.call('DEL', in_progress .. id)
+      redis.call('ZADD', queue, 'XX', now, id)
+    end
+  end
+end
+return 0
