@@ -5,6 +5,7 @@ indexes, metric buckets, the event stream and ARQ's own keys never disagree, eve
 """
 from __future__ import annotations
 
+import asyncio
 import socket
 import time
 from collections.abc import AsyncIterator, Iterable, Sequence
@@ -18,6 +19,7 @@ import orjson
 from pydantic_core import to_jsonable_python
 from redis import exceptions as redis_errors
 from redis.asyncio import Redis
+from redis.commands.core import AsyncScript
 from redis.asyncio.retry import Retry
 from redis.backoff import ExponentialBackoff
 
@@ -92,6 +94,60 @@ def connect(settings: Settings, resilient: bool = False) -> Redis:
                           socket_connect_timeout=min(2.0, settings.redis_timeout_s), **options)
 
 
+class Batched:
+    """A Lua script whose calls made in one turn of the event loop go to Redis as one pipeline.
+
+    A worker starts and finishes many jobs at once (a claim of 500 jobs, a wave of them ending);
+    one round trip per call would cost each its own send, read and wake-up.
+    """
+
+    def __init__(self, redis: Redis, script: AsyncScript) -> None:
+        self.redis, self.script = redis, script
+        self.waiting: list[tuple[list[str], list[Any], asyncio.Future[Any]]] = []
+
+    async def __call__(self, keys: list[str], args: list[Any]) -> Any:
+        loop = asyncio.get_running_loop()
+        if not self.waiting:
+            loop.call_soon(self.send)
+        future = loop.create_future()
+        self.waiting.append((keys, args, future))
+        return await future
+
+    def send(self) -> None:
+        batch, self.waiting = self.waiting, []
+        task = asyncio.ensure_future(self.one(*batch[0]) if len(batch) == 1 else self.many(batch))
+        task.add_done_callback(lambda _: None)
+
+    async def one(self, keys: list[str], args: list[Any], future: asyncio.Future[Any]) -> None:
+        try:
+            settle(future, await self.script(keys=keys, args=args))
+        except Exception as e:
+            settle(future, e)
+
+    async def many(self, batch: list[tuple[list[str], list[Any], asyncio.Future[Any]]]) -> None:
+        try:
+            async with self.redis.pipeline(transaction=False) as pipe:
+                for keys, args, _ in batch:
+                    pipe.evalsha(self.script.sha, len(keys), *keys, *args)
+                results = await pipe.execute(raise_on_error=False)
+        except Exception as e:
+            results = [e] * len(batch)
+        for (keys, args, future), result in zip(batch, results):
+            if isinstance(result, redis_errors.NoScriptError):
+                await self.one(keys, args, future)  # Redis restarted or flushed its scripts: loads it again
+            else:
+                settle(future, result)
+
+
+def settle(future: asyncio.Future[Any], result: Any) -> None:
+    if future.done():
+        return
+    if isinstance(result, BaseException):
+        future.set_exception(result)
+    else:
+        future.set_result(result)
+
+
 class Claim(NamedTuple):
     job_id: str
     score: int
@@ -105,7 +161,7 @@ class Store:
         self.redis = redis
         self.settings = settings
         self.keys = Keys(settings.prefix, settings.queue_name)
-        self._transition = redis.register_script(TRANSITION)
+        self._transition = Batched(redis, redis.register_script(TRANSITION))
         self._claim = redis.register_script(CLAIM)
         self._lease = redis.register_script(LEASE)
 
