@@ -109,7 +109,7 @@ async def attempt(state: WorkerState, job: Job, task_type: registry.TaskType, pa
     settings = state.store.settings
     ctx = TaskContext(
         job.id, job.attempts, list(task_type.steps),
-        flush=lambda fields: state.store.apply(job.id, transitions.progress(job.attempts, fields)),
+        flush=lambda fields: state.store.apply(job.id, transitions.progress(job.attempts, fields, job)),
         is_cancel_requested=lambda: cancel_requested(state, job.id),
         interval=settings.progress_interval_s, partial_cap=settings.max_partial_bytes,
     )

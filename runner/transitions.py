@@ -67,6 +67,11 @@ def close_steps(steps: list[Step], outcome: StepStatus, now: datetime, error: st
     return closed
 
 
+def who(job: Job) -> dict[str, str]:
+    """The owner fields of a record, which never change: passed along so that the script need not read them."""
+    return {"type": job.type, "user": job.user_id, "priority": job.priority.value, "org": job.org_id}
+
+
 def counters(job: Job, name: str, **extra: float) -> dict[str, float]:
     return {name: 1, f"{name}:{job.type}": 1, **extra}
 
@@ -99,7 +104,7 @@ def start(job: Job, worker: str, steps: tuple[str, ...], now: datetime, in_progr
     if lost:
         fields[f"attempt:{lost.number}"] = lost
     return {
-        "from": [job.status], "match": {"attempts": job.attempts},
+        "from": [job.status], "match": {"attempts": job.attempts}, "who": who(job),
         "set": encode(fields), "incr": {"attempts": 1}, "status": JobStatus.processing,
         "metrics": counters(job, "started", **wait) | (counters(job, "lost") if lost else {}),
         "event": {"event": "started", "attempt": job.attempts + 1},
@@ -108,9 +113,10 @@ def start(job: Job, worker: str, steps: tuple[str, ...], now: datetime, in_progr
     }
 
 
-def progress(attempt: int, fields: dict[str, Any]) -> dict[str, Any]:
+def progress(attempt: int, fields: dict[str, Any], owner: Job | None = None) -> dict[str, Any]:
     return {
         "from": [JobStatus.processing], "match": {"attempts": attempt}, "set": encode(fields),
+        **({"who": who(owner)} if owner else {}),
         "event": {"event": "progress", "progress": fields["progress"], "step": fields["current_step"] or ""},
     }
 
@@ -123,7 +129,7 @@ def complete(job: Job, record: Attempt, result: Any, now: datetime, keys: Keys, 
         result = {"artifact": keys.artifact(job.id), "bytes": len(encoded), "preview": encoded[:1000]}
     duration = (now - job.started_at).total_seconds() if job.started_at else 0.0
     return {
-        "from": [JobStatus.processing], "match": {"attempts": record.number},
+        "from": [JobStatus.processing], "match": {"attempts": record.number}, "who": who(job),
         "set": encode({"result": result, "progress": 100.0, "completed_at": now, "updated_at": now, "eta": None,
                        "steps": record.steps, "last_error": None, f"attempt:{record.number}": record}),
         "status": JobStatus.completed,
@@ -145,7 +151,7 @@ def fail(job: Job, record: Attempt, now: datetime, keys: Keys, retry_at: datetim
         fields["completed_at"] = now
         status, metric, calls = JobStatus.failed, "failed", dequeue_calls(keys, job.id)
     return {
-        "from": [job.status], "match": {"attempts": job.attempts},
+        "from": [job.status], "match": {"attempts": job.attempts}, "who": who(job),
         "set": encode(fields), "status": status,
         "metrics": counters(job, metric) | metrics.failure_counters(job, final=retry_at is None),
         "event": {"event": status.value, "attempt": record.number, "error": (record.error or "")[:500]},
@@ -163,7 +169,7 @@ def cancelled(job: Job, now: datetime, keys: Keys, by: str | None = None, record
     if record:
         fields |= {"steps": record.steps, f"attempt:{record.number}": record}
     return {
-        "from": [job.status], "match": {"attempts": job.attempts},
+        "from": [job.status], "match": {"attempts": job.attempts}, "who": who(job),
         "set": encode(fields), "status": JobStatus.cancelled, "metrics": counters(job, "cancelled"),
         "event": {"event": "cancelled", "by": by or job.cancel_requested_by or "", "step": job.current_step or ""},
         "calls": [] if record else dequeue_calls(keys, job.id),
@@ -186,7 +192,7 @@ def cancel_request(job: Job, by: str, now: datetime, keys: Keys) -> dict[str, An
 def handback(job: Job, record: Attempt, now: datetime, keys: Keys, aging_s: float) -> dict[str, Any]:
     """A worker shutting down returns its job to the queue, due at once, without charging it an attempt."""
     return {
-        "from": [JobStatus.processing], "match": {"attempts": job.attempts},
+        "from": [JobStatus.processing], "match": {"attempts": job.attempts}, "who": who(job),
         "set": encode({"updated_at": now, "eta": None, f"attempt:{record.number}": record}),
         "incr": {"attempts": -1}, "status": JobStatus.queued,
         "event": {"event": "handed_back", "attempt": record.number},

@@ -68,10 +68,12 @@ if spec.create then
 else
   score = redis.call('ZSCORE', prefix .. 'idx:all', id) or now
 end
-local jtype = spec.create and spec.create.type or field('type')
-local user = spec.create and spec.create.user or field('user_id')
-local priority = spec.create and spec.create.priority or field('priority')
-local org = spec.create and spec.create.org or field('org_id') or ''
+-- Who the job belongs to never changes: the caller passes it (`who`, or `create`) when it has it.
+local who = spec.create or spec.who or {}
+local jtype = who.type or field('type')
+local user = who.user or field('user_id')
+local priority = who.priority or field('priority')
+local org = who.org or field('org_id') or ''
 
 -- The limits a job counts against: running:<kind>:<name> sets, parked:<kind>:<name> waiting rooms.
 local scopes = {{'user', user}, {'type', jtype}, {'global', ''}}
@@ -92,9 +94,12 @@ local function unpark(kind, name)
 end
 
 if spec.limits and old ~= 'processing' then
-  for _, scope in ipairs(scopes) do
+  local names = {}
+  for i, scope in ipairs(scopes) do names[i] = scope[1] .. ':' .. scope[2] end
+  local overrides = redis.call('HMGET', prefix .. 'limits', unpack(names))
+  for i, scope in ipairs(scopes) do
     local kind, name = scope[1], scope[2]
-    local limit = tonumber(redis.call('HGET', prefix .. 'limits', kind .. ':' .. name) or spec.limits[kind])
+    local limit = tonumber(overrides[i] or spec.limits[kind])
     if limit and running_count(kind, name) >= limit then
       local queued_score = spec.queued_score or redis.call('ZSCORE', spec.queue, id) or now * 1000
       redis.call('ZREM', spec.queue, id)
@@ -160,7 +165,7 @@ if new and new ~= old then
   if TERMINAL[new] then
     for _, scope in ipairs(scopes) do redis.call('ZREM', prefix .. 'parked:' .. scope[1] .. ':' .. scope[2], id) end
     redis.call('ZADD', prefix .. 'idx:expiry', now + spec.retention, id)
-  else
+  elseif TERMINAL[old] then
     redis.call('ZREM', prefix .. 'idx:expiry', id)
   end
 end
