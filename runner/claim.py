@@ -29,7 +29,7 @@ async def poll_iteration(worker: Worker) -> None:
     state: WorkerState | None = worker.ctx.get("taskdeck")
     if state is None:
         return await arq_poll_iteration(worker)
-    claims, aborts = await state.store.claim(state.id, free_slots(worker), worker.queue_read_limit)
+    claims, aborts = await state.store.claim(state.id, free_slots(worker, state), worker.queue_read_limit)
     for claim in claims:
         start(worker, state, claim)
     abort(worker, state, aborts)
@@ -39,10 +39,11 @@ async def poll_iteration(worker: Worker) -> None:
     await worker.heart_beat()
 
 
-def free_slots(worker: Worker) -> int:
+def free_slots(worker: Worker, state: WorkerState) -> int:
+    """Slots not running a task: a job writing its end already counts as gone (execution.end)."""
     if not worker.allow_pick_jobs:
         return 0
-    free = worker.max_jobs - worker.job_counter
+    free = worker.max_jobs - worker.job_counter + state.ending
     if worker.burst and worker.max_burst_jobs >= 0:
         free = min(free, worker.max_burst_jobs - worker._jobs_started())
     return max(free, 0)

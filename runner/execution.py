@@ -29,6 +29,7 @@ class WorkerState:
         self.id = worker_id
         self.running: dict[str, int] = {}
         self.aborting: set[str] = set()
+        self.ending = 0
         self.client: Any = None
         self.done = 0
         self.failed = 0
@@ -78,7 +79,6 @@ async def execute(state: WorkerState, claim: Claim) -> None:
     finally:
         state.running.pop(job.id, None)
         state.aborting.discard(job.id)
-        wake.wanted.set()
 
 
 def lost_attempt(job: Job) -> Attempt:
@@ -199,9 +199,18 @@ async def finish(state: WorkerState, job: Job, spec: dict[str, Any], ctx: TaskCo
 
 async def end(state: WorkerState, job_id: str, spec: dict[str, Any]) -> bool:
     """A transition that ends this worker's claim together with the change, shielded from
-    cancellation so that an abort or a shutdown cannot cut it in half."""
+    cancellation so that an abort or a shutdown cannot cut it in half.
+
+    The job's slot counts as free from here (`ending`): the next claim goes out beside this write
+    instead of after it.
+    """
     spec["calls"] = spec.get("calls", []) + transitions.release_calls(state.store.keys, job_id, spec["status"].terminal)
-    applied, _ = await asyncio.shield(state.store.apply(job_id, spec))
+    state.ending += 1
+    wake.wanted.set()
+    try:
+        applied, _ = await asyncio.shield(state.store.apply(job_id, spec))
+    finally:
+        state.ending -= 1
     return applied
 
 
