@@ -293,14 +293,15 @@ async def prices(url: str, reps: int) -> None:
 # 3. cProfile summaries
 
 PHASES = [
-    ("arq/worker.py", "_poll_iteration", "ARQ poll iteration (incl. start_jobs)"),
+    ("arq/worker.py", "_poll_iteration", "ARQ poll iteration (bare ARQ: incl. start_jobs)"),
+    ("runner/claim.py", "poll_iteration", "Taskdeck poll iteration (one claim script)"),
     ("runner/wake.py", "listen", "Taskdeck wake listener"),
     ("runner/heartbeat.py", "run", "Taskdeck heartbeat loop"),
     ("arq/worker.py", "start_jobs", "ARQ start_jobs (WATCH/EXISTS/ZSCORE + MULTI PSETEX)"),
-    ("arq/worker.py", "run_job", "ARQ run_job (incl. the Taskdeck function and finish_job)"),
+    ("arq/worker.py", "run_job", "ARQ run_job (incl. finish_job)"),
     ("arq/worker.py", "finish_job", "ARQ finish_job"),
     ("runner/execution.py", "execute", "Taskdeck execute (all of the job below)"),
-    ("runner/store.py", "load", "  store.load (HGETALL + decode)"),
+    ("runner/store.py", "many", "  store.Batched.many (one pipeline of transitions)"),
     ("runner/store.py", "decode", "    store.decode (JSON + pydantic Job)"),
     ("runner/execution.py", "begin", "  begin (start transition)"),
     ("runner/transitions.py", "start", "    transitions.start (spec)"),
