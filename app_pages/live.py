@@ -46,7 +46,7 @@ def board() -> None:
     with guard(reconnect=False):
         view = c.live(user=c.user if mine else None, include=state.live_order)
         rows = {row.job.id: row for row in view.jobs}
-        state.live_order = [i for i in state.live_order if i in rows] + [i for i in rows if i not in state.live_order]
+        state.live_order = order(state.live_order, rows)
         ordered = [rows[i] for i in state.live_order]
         header(view.queue_depth, view.workers_alive, sum(r.stalled for r in ordered), view.truncated)
         if not ordered:
@@ -64,6 +64,13 @@ def board() -> None:
                         on_click=cancel, args=(cancellable,))
         if any(row.job.status.terminal for row in ordered):
             right.button("Clear finished", icon=":material/clear_all:", on_click=clear_finished)
+
+
+def order(seen: list[str], rows: dict[str, object]) -> list[str]:
+    """The ids this session has seen, in the order it first saw them, then the new ones."""
+    kept = [i for i in seen if i in rows]
+    known = set(kept)
+    return kept + [i for i in rows if i not in known]
 
 
 def header(depth: dict[Priority, int], workers: int, stalled: int, truncated: bool) -> None:

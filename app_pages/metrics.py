@@ -2,8 +2,11 @@
 time range, from the metric buckets (per minute for 1h and 24h, per hour for 7d and 30d)."""
 from __future__ import annotations
 
+from collections.abc import Callable
+
 import pandas as pd
 import streamlit as st
+from plotly.graph_objects import Figure
 
 from runner import AccessDenied
 from runner.llm import status
@@ -30,31 +33,32 @@ totals[4].metric("Mean wait", seconds(window.mean_wait_s()), border=True)
 step = "minute" if window.resolution == "1m" else "hour"
 
 
-def panel(column, title: str, figure, empty: bool, note: str = "") -> None:
+def panel(column, title: str, figure: Callable[[], Figure], empty: bool, note: str = "") -> None:
+    """A chart in a bordered box; the figure is built only when there is something to draw."""
     with column.container(border=True):
         st.markdown(f"**{title}**")
         if empty:
             st.caption(note or "No data in this range yet.")
         else:
-            st.plotly_chart(figure, width="stretch", key=title)
+            st.plotly_chart(figure(), width="stretch", key=title)
 
 
 depth = window.queue_depth()
 left, right = st.columns(2)
-panel(left, "Queue depth per priority", charts.queue_depth(depth, window.span), not depth,
+panel(left, "Queue depth per priority", lambda: charts.queue_depth(depth, window.span), not depth,
       "No samples yet: workers sample the queue depth every few seconds while they run.")
 done = window.throughput()
-panel(right, f"Completed and failed per {step}", charts.throughput(done, window.span),
+panel(right, f"Completed and failed per {step}", lambda: charts.throughput(done, window.span),
       not any(r["completed"] or r["failed"] for r in done))
 left, right = st.columns(2)
 rates = window.success_over_time()
-panel(left, f"Success rate per {step}", charts.success_rate(rates, window.span),
+panel(left, f"Success rate per {step}", lambda: charts.success_rate(rates, window.span),
       all(r["success_rate"] is None for r in rates))
 durations = window.durations()
-panel(right, "Duration p50 / p95 per type (s)", charts.durations(durations), not durations)
+panel(right, "Duration p50 / p95 per type (s)", lambda: charts.durations(durations), not durations)
 left, right = st.columns(2)
 waits = window.wait_histogram()
-panel(left, "Wait before the first start", charts.wait_histogram(waits), not any(r["count"] for r in waits))
+panel(left, "Wait before the first start", lambda: charts.wait_histogram(waits), not any(r["count"] for r in waits))
 with right.container(border=True):
     st.markdown("**Duration per type**")
     if durations:
@@ -95,11 +99,12 @@ llm[4].metric("Throttled (429)", f"{sum(r['throttled'] for r in usage):,}", bord
 if not spent:
     st.caption("No LLM calls in this range.")
 else:
-    panel(st, f"Cost and tokens per {step}", charts.llm_cost(usage, window.span), False)
+    panel(st, f"Cost and tokens per {step}", lambda: charts.llm_cost(usage, window.span), False)
+    overall = window.overall()  # cost_by adds over buckets: one bucket of the range's sums
     for column, (kind, title) in zip(st.columns(3), (("type", "Task type"), ("user", "User"), ("model", "Model"))):
         with column.container(border=True):
             st.markdown(f"**Cost by {title.lower()}**")
-            costs = status.cost_by(window, kind)
+            costs = status.cost_by(overall, kind)
             if costs:
                 st.dataframe(pd.DataFrame({title: list(costs), "Cost": list(costs.values())}), hide_index=True,
                              width="stretch", column_config={"Cost": st.column_config.NumberColumn(

@@ -23,6 +23,11 @@ from .store import Store
 FINISHED = (JobStatus.completed, JobStatus.failed, JobStatus.cancelled)
 CHUNK = 500
 SCAN_LIMIT = 10_000
+FIELD_OF_EACH = """
+local out = {}
+for i, key in ipairs(KEYS) do out[i] = redis.call('HGET', key, ARGV[1]) end
+return out
+"""  # KEYS: hashes; ARGV[1]: a field. Its value in each (nil where absent), in order.
 CSV_COLUMNS = (
     "id", "type", "status", "priority", "user_id", "org_id", "queued_at", "started_at", "completed_at", "duration_s",
     "attempts", "max_attempts", "progress", "current_step", "last_error", "retried_from", "retried_by", "retried_at",
@@ -156,10 +161,10 @@ class Scan:
         return ids
 
     async def with_error(self, ids: list[str], text: str) -> list[str]:
-        async with self.store.redis.pipeline(transaction=False) as pipe:
-            for job_id in ids:
-                pipe.hget(self.store.keys.job(job_id), "last_error")
-            errors = await pipe.execute()
+        """The ids whose last error contains `text`: their last_error read in one script call per batch (a
+        pipeline of one HGET per id costs the client ten times more than Redis)."""
+        read = self.store.redis.register_script(FIELD_OF_EACH)
+        errors = await read(keys=[self.store.keys.job(job_id) for job_id in ids], args=["last_error"])
         return [job_id for job_id, raw in zip(ids, errors) if raw and text in str(orjson.loads(raw) or "").lower()]
 
 

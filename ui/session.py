@@ -7,9 +7,12 @@ TASKDECK_ROLES gives it (runner.access). Without [auth] the dashboard is local: 
 """
 from __future__ import annotations
 
+import functools
 import hashlib
+import os
 from collections.abc import Iterator
 from contextlib import contextmanager
+from pathlib import Path
 from typing import Any
 
 import streamlit as st
@@ -23,6 +26,21 @@ RECONNECT_EVERY_S = 2
 @st.cache_resource(show_spinner=False)
 def _client(settings_digest: str, user: str | None, role: str) -> Client:
     return Client(Settings(), user=user)
+
+
+def current_settings() -> tuple[Settings, str]:
+    """Settings() and its digest, built again only when their inputs change: every page and every 1 s fragment
+    asks, and parsing the environment and .env costs milliseconds each time."""
+    env = tuple(sorted((k, v) for k, v in os.environ.items() if k.upper().startswith("TASKDECK_")
+                       or k.upper() == "REDIS_URL"))
+    dotenv = Path(".env")
+    return _settings(os.getcwd(), env, dotenv.read_bytes() if dotenv.is_file() else None)
+
+
+@functools.lru_cache(maxsize=8)
+def _settings(cwd: str, env: tuple[tuple[str, str], ...], dotenv: bytes | None) -> tuple[Settings, str]:
+    built = Settings()
+    return built, hashlib.sha256(built.model_dump_json().encode()).hexdigest()
 
 
 def auth_section() -> dict[str, Any] | None:
@@ -61,7 +79,7 @@ def acting_user() -> str | None:
 
 def me() -> Principal:
     """The acting user with their role; AccessDenied for an email the allow-list does not name."""
-    settings = Settings()
+    settings, _ = current_settings()
     email = acting_user()
     if email is None:
         return principal(settings, None)
@@ -78,9 +96,8 @@ def me() -> Principal:
 def client() -> Client:
     """This session's Client: one per user and role (and settings, so a changed .env or test environment gets
     a fresh one), shared by that user's sessions (a Client is thread-safe)."""
-    settings = Settings()
+    _, digest = current_settings()
     who = me()
-    digest = hashlib.sha256(settings.model_dump_json().encode()).hexdigest()
     return _client(digest, None if acting_user() is None else who.email, who.role.value)
 
 
