@@ -1,6 +1,9 @@
 """Workers claim jobs through runner.claim (one script per poll), not ARQ's own per-job start path."""
 from __future__ import annotations
 
+import os
+import subprocess
+import sys
 import time
 from collections.abc import Iterator
 
@@ -10,6 +13,7 @@ import redis
 
 from runner import Client, JobStatus, claim
 from runner.keys import Keys
+from tests.conftest import ROOT, TEST_SETTINGS
 from tests.polling import wait_until
 
 
@@ -52,3 +56,12 @@ def test_a_running_job_holds_its_lease_and_waits_on_the_queue_until_it_ends(clie
     assert 0 < renewed - time.time() * 1000 <= lease_ms
     client.cancel(job.id)
     wait_until(lambda: not r.exists(Keys.arq_in_progress(job.id)), 10, "the lease to end with the cancel")
+
+
+def test_burst_mode_drains_the_queue_and_exits(client: Client, redis_url: str, tmp_path) -> None:
+    jobs = [client.submit("DEMO", {"duration_s": 0}) for _ in range(5)]
+    env = {**os.environ, **TEST_SETTINGS, "REDIS_URL": redis_url}
+    done = subprocess.run([sys.executable, "-m", "arq", "runner.worker.WorkerSettings", "--burst"], cwd=ROOT, env=env,
+                          capture_output=True, timeout=60)
+    assert done.returncode == 0, done.stdout.decode()[-2000:]
+    assert [client.get(job.id).status for job in jobs] == [JobStatus.completed] * 5
