@@ -2,6 +2,7 @@
 within their LLM token quota. `AsyncClient.submit` calls `check`; pages call `unavailable_reason`."""
 from __future__ import annotations
 
+import math
 import time
 from datetime import datetime, timezone
 
@@ -73,5 +74,6 @@ async def check(store: Store, task_type: TaskType, user: str) -> None:
         reset = datetime.fromtimestamp((now // 3600 + 1) * 3600, timezone.utc)
         raise LimitExceeded(
             f"{user} has used {used:,} of the {quota:,} LLM tokens allowed per hour; submit again after "
-            f"{reset:%H:%M} UTC, or ask an admin to raise TASKDECK_LLM_USER_TOKENS_PER_HOUR"
+            f"{reset:%H:%M} UTC, or ask an admin to raise TASKDECK_LLM_USER_TOKENS_PER_HOUR",
+            retry_after_s=math.ceil(reset.timestamp() - now),
         )

@@ -1,21 +1,27 @@
 """`python -m runner COMMAND`: the operator's and script's way in (DESIGN.md §5)."""
 from __future__ import annotations
 
+import asyncio
 import functools
 import sys
-from collections.abc import Callable
+from collections.abc import Awaitable, Callable
 from pathlib import Path
 from typing import Any, TypeVar
 
 import click
 import orjson
 
+from . import tokens
+from .access import Role
 from .admission import env_name, missing, unavailable_reason
 from .client import Client
 from .errors import InvalidPayload, TaskdeckError
 from .models import Job
+from .settings import Settings
+from .store import Store, connect
 
 F = TypeVar("F", bound=Callable[..., Any])
+T = TypeVar("T")
 
 
 def emit(data: Any) -> None:
@@ -196,13 +202,81 @@ def stats(as_json: bool) -> None:
 
 @cli.command()
 @click.option("--port", default=8501, show_default=True, help="Dashboard port.")
+@click.option("--api-port", type=int, help="HTTP API port (default: TASKDECK_API_PORT, 8000).")
 @click.option("--workers", default=1, show_default=True, type=click.IntRange(1, 64), help="Worker processes.")
 @handle_errors
-def up(port: int, workers: int) -> None:
-    """Start Redis (unless REDIS_URL is set), workers and the dashboard; Ctrl-C stops them all."""
+def up(port: int, api_port: int | None, workers: int) -> None:
+    """Start Redis (unless REDIS_URL is set), workers, the dashboard and the HTTP API; Ctrl-C stops them all."""
     from .up import run
 
-    sys.exit(run(port=port, workers=workers))
+    sys.exit(run(port=port, workers=workers, api_port=api_port or Settings().api_port))
+
+
+@cli.command()
+@click.option("--host", help="Interface to serve on (default: TASKDECK_API_HOST, 127.0.0.1).")
+@click.option("--port", type=int, help="Port (default: TASKDECK_API_PORT, 8000).")
+def api(host: str | None, port: int | None) -> None:
+    """Serve the HTTP API (docs at /docs, schema at /openapi.json)."""
+    import uvicorn
+
+    from .api import create_app
+
+    settings = Settings()
+    uvicorn.run(create_app(settings), host=host or settings.api_host, port=port or settings.api_port,
+                log_level="info", proxy_headers=False)
+
+
+@cli.group()
+def token() -> None:
+    """Bearer tokens for the HTTP API."""
+
+
+def on_store(work: Callable[[Store], Awaitable[T]]) -> T:
+    async def run() -> T:
+        settings = Settings()
+        store = Store(connect(settings), settings)
+        try:
+            return await work(store)
+        finally:
+            await store.redis.aclose()
+    return asyncio.run(run())
+
+
+@token.command("create")
+@click.option("--user", required=True, help="Whose jobs the token acts on.")
+@click.option("--role", type=click.Choice([r.value for r in Role]), help="Default: the role TASKDECK_ROLES gives.")
+@json_flag
+@handle_errors
+def token_create(user: str, role: str | None, as_json: bool) -> None:
+    """Make a token; it is shown once, only its hash is kept."""
+    secret, record = on_store(lambda store: tokens.create(store, user, Role(role) if role else None))
+    if as_json:
+        emit({"token": secret, **record.model_dump(mode="json")})
+        return
+    click.echo(secret)
+    click.echo(f"id {record.id}, for {record.user} as {record.role}; keep it safe: it is not shown again", err=True)
+
+
+@token.command("revoke")
+@click.argument("token_id")
+@handle_errors
+def token_revoke(token_id: str) -> None:
+    """Revoke the token with this id (see `token list`)."""
+    record = on_store(lambda store: tokens.revoke(store, token_id))
+    click.echo(f"revoked {record.id} ({record.user})")
+
+
+@token.command("list")
+@json_flag
+@handle_errors
+def token_list(as_json: bool) -> None:
+    """Tokens by id, user and role (never the tokens themselves)."""
+    records = sorted(on_store(tokens.all_tokens).values(), key=lambda t: t.created_at)
+    if as_json:
+        emit([t.model_dump(mode="json") for t in records])
+        return
+    for t in records:
+        click.echo(f"{t.id}  {t.user}  {t.role}  {t.created_at:%Y-%m-%d %H:%M}")
 
 
 def main() -> None:

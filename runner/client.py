@@ -38,12 +38,19 @@ if #rows > 0 then redis.call('PUBLISH', ARGV[1] .. 'wake', 1) end
 class AsyncClient:
     """Submit, read and act on jobs. `user` is who acts (the local admin by default)."""
 
-    def __init__(self, settings: Settings | None = None, user: str | None = None) -> None:
+    def __init__(self, settings: Settings | None = None, user: str | None = None,
+                 principal: access.Principal | None = None) -> None:
         self.settings = settings or Settings()
-        self.principal = access.principal(self.settings, user)
+        self.principal = principal or access.principal(self.settings, user)
         self.user = self.principal.email
         registry.load(self.settings.task_modules)
         self._store: Store | None = None
+
+    def acting(self, principal: access.Principal) -> AsyncClient:
+        """The same client (and connection pool) acting as `principal`: one per request in a server."""
+        other = AsyncClient(self.settings, principal=principal)
+        other._store = self.store
+        return other
 
     @property
     def store(self) -> Store:
@@ -99,7 +106,8 @@ class AsyncClient:
         if answer.startswith("rate:"):
             wait = int(answer.split(":")[1])
             raise LimitExceeded(f"{job.user_id} has submitted {hourly} jobs in the last hour, the limit "
-                                f"(TASKDECK_MAX_SUBMITS_PER_USER_PER_HOUR); try again in {math.ceil(wait / 60)} min")
+                                f"(TASKDECK_MAX_SUBMITS_PER_USER_PER_HOUR); try again in {math.ceil(wait / 60)} min",
+                                retry_after_s=wait)
         return await self.get(answer)
 
     async def get(self, job_id: str) -> Job:
@@ -371,6 +379,23 @@ class AsyncClient:
             feed = await events.after(self.store, after, count)
         feed.events = [event for event in feed.events if self.principal.sees(event.user)]
         return feed
+
+    async def follow(self, job_id: str, after: str | None = None) -> AsyncIterator[events.Snapshot | events.Event | None]:
+        """One job as it changes: its record (a Snapshot) unless resuming from event `after` loses
+        nothing, then each of its events until it is final; None after each quiet second."""
+        await self.get(job_id)
+        store = self.store
+        async with store.guard():
+            if after is None or not await events.resumable(store, after):
+                after = await events.last_id(store)
+                snapshot = events.Snapshot(id=after, job=await self.get(job_id))
+                yield snapshot
+                if snapshot.job.status.terminal:
+                    return
+            async for event in events.of_job(store, job_id, after):
+                yield event
+                if event is not None and events.terminal(event):
+                    return
 
     async def last_event_id(self) -> str:
         async with self.store.guard():

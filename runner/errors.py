@@ -35,6 +35,10 @@ class AccessDenied(TaskdeckError):
 class LimitExceeded(TaskdeckError):
     """A limit refused the submit; the message says which and when to try again."""
 
+    def __init__(self, message: str, retry_after_s: int | None = None) -> None:
+        super().__init__(message)
+        self.retry_after_s = retry_after_s
+
 
 class Unavailable(TaskdeckError):
     """The task type needs something this deployment has not configured (e.g. an LLM endpoint)."""

@@ -53,6 +53,9 @@ class Settings(BaseSettings):
     production: bool = Field(False, description="Workers refuse a Redis without persistence or with eviction.")
     log_arq_jobs: bool = Field(False, description="Keep ARQ's own two log lines per job beside Taskdeck's.")
     log_json: bool = Field(False, description="Worker transition logs as JSON lines.")
+    api_host: str = Field("127.0.0.1", description="Where `python -m runner api` (and `up`) serve the HTTP API.")
+    api_port: int = Field(8000, ge=1, le=65535, description="Port of the HTTP API.")
+    api_max_body_bytes: int = Field(2_000_000, ge=1, description="Largest HTTP API request body.")
     local_user: str = Field("admin@local", description="Who acts when no user is given; always an admin.")
     stalled_after_s: float = Field(60.0, gt=0, description="A running job whose record has not changed for this "
                                    "long is shown as stalled.")

@@ -1,4 +1,4 @@
-"""`python -m runner up`: Redis (unless REDIS_URL is set), workers and the dashboard, as one command.
+"""`python -m runner up`: Redis (unless REDIS_URL is set), workers, the dashboard and the HTTP API, as one command.
 
 Children die with this process (PDEATHSIG), so a killed `up` leaves no orphans holding ports; a
 second `up` finds the first one's lock and says where it runs instead of failing on a busy port.
@@ -29,7 +29,7 @@ class UpError(Exception):
     """Something `up` cannot start; the message says what to do."""
 
 
-def run(port: int, workers: int) -> int:
+def run(port: int, workers: int, api_port: int) -> int:
     settings = Settings()
     data = settings.data_dir
     data.mkdir(parents=True, exist_ok=True)
@@ -53,8 +53,9 @@ def run(port: int, workers: int) -> int:
                 raise UpError(f"port {settings.local_redis_port} is taken by another program; stop it or set "
                               "TASKDECK_LOCAL_REDIS_PORT (or REDIS_URL to use a Redis you run)")
             children.append(("redis", redis_server.start(data / "redis", settings.local_redis_port)))
-        if port_open(port):
-            raise UpError(f"port {port} is taken by another program; pass --port to use another")
+        for taken, flag in ((port, "--port"), (api_port, "--api-port")):
+            if port_open(taken):
+                raise UpError(f"port {taken} is taken by another program; pass {flag} to use another")
         env = {**os.environ, "REDIS_URL": url}
         for n in range(workers):
             children.append((f"worker {n + 1}", spawn([sys.executable, "-m", "arq", "runner.worker.WorkerSettings"], env,
@@ -62,9 +63,13 @@ def run(port: int, workers: int) -> int:
         children.append(("dashboard", spawn([sys.executable, "-m", "streamlit", "run", "dashboard.py",
                                              "--server.port", str(port), "--server.address", "127.0.0.1",
                                              "--server.headless", "true"], env, data / "dashboard.log")))
-        wait_dashboard(port, children, data)
-        print(f"Taskdeck is up: dashboard http://127.0.0.1:{port}\n  Redis {redacted(url)}, {workers} worker(s); "
-              f"logs in {data}/\n  Ctrl-C stops everything.", flush=True)
+        children.append(("api", spawn([sys.executable, "-m", "runner", "api", "--host", "127.0.0.1",
+                                       "--port", str(api_port)], env, data / "api.log")))
+        wait_healthy(f"http://127.0.0.1:{port}/_stcore/health", "the dashboard", children, data)
+        wait_healthy(f"http://127.0.0.1:{api_port}/api/health", "the HTTP API", children, data)
+        print(f"Taskdeck is up: dashboard http://127.0.0.1:{port}\n  HTTP API http://127.0.0.1:{api_port}/api "
+              f"(docs /docs; tokens: python -m runner token create --user EMAIL)\n  Redis {redacted(url)}, "
+              f"{workers} worker(s); logs in {data}/\n  Ctrl-C stops everything.", flush=True)
         lock.write(f"{os.getpid()} http://127.0.0.1:{port}\n")
         lock.flush()
         while not stopping:
@@ -113,20 +118,20 @@ def spawn(args: list[str], env: dict[str, str], log: Path) -> subprocess.Popen[b
                                 preexec_fn=redis_server.die_with_parent)
 
 
-def wait_dashboard(port: int, children: list[tuple[str, subprocess.Popen[bytes]]], data: Path,
-                   timeout: float = 60) -> None:
+def wait_healthy(url: str, what: str, children: list[tuple[str, subprocess.Popen[bytes]]], data: Path,
+                 timeout: float = 60) -> None:
     deadline = time.monotonic() + timeout
     while time.monotonic() < deadline:
         for name, proc in children:
             if proc.poll() is not None:
                 raise UpError(f"{name} exited with code {proc.returncode} while starting; see {data}/ for its log")
         try:
-            with urllib.request.urlopen(f"http://127.0.0.1:{port}/_stcore/health", timeout=1) as r:
+            with urllib.request.urlopen(url, timeout=1) as r:
                 if r.status == 200:
                     return
         except OSError:
             time.sleep(0.2)
-    raise UpError(f"the dashboard did not come up within {timeout:g} s; see {data}/dashboard.log")
+    raise UpError(f"{what} did not come up within {timeout:g} s; see its log in {data}/")
 
 
 def shutdown(children: list[tuple[str, subprocess.Popen[bytes]]]) -> None:

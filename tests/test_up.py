@@ -31,14 +31,18 @@ def healthy(port: int) -> bool:
 
 @pytest.mark.skipif(not (ROOT / "dashboard.py").exists(), reason="no dashboard.py yet")
 def test_up_starts_everything_and_stops_it_on_ctrl_c(tmp_path: Path) -> None:
-    port, redis_port = free_port(), free_port()
+    port, redis_port, api_port = free_port(), free_port(), free_port()
     env = {k: v for k, v in os.environ.items() if k != "REDIS_URL"}
-    env |= {"TASKDECK_DATA_DIR": str(tmp_path), "TASKDECK_LOCAL_REDIS_PORT": str(redis_port)}
+    env |= {"TASKDECK_DATA_DIR": str(tmp_path), "TASKDECK_LOCAL_REDIS_PORT": str(redis_port),
+            "TASKDECK_API_PORT": str(api_port)}
     up = subprocess.Popen([sys.executable, "-m", "runner", "up", "--port", str(port)], cwd=ROOT, env=env,
                           stdout=subprocess.PIPE, stderr=subprocess.PIPE, text=True)
     try:
         wait_until(lambda: healthy(port) or up.poll() is not None, 60, "the dashboard")
         assert up.poll() is None
+        wait_until(lambda: listening(api_port), 30, "the HTTP API")
+        with urllib.request.urlopen(f"http://127.0.0.1:{api_port}/api/health", timeout=5) as r:
+            assert r.status == 200
         with Client(Settings(redis_url=f"redis://127.0.0.1:{redis_port}/0")) as client:
             job = client.submit("DEMO", {"duration_s": 1, "steps": 3})
             done = wait_until(lambda: (j := client.get(job.id)).status.terminal and j, 30, "the job")
@@ -51,6 +55,6 @@ def test_up_starts_everything_and_stops_it_on_ctrl_c(tmp_path: Path) -> None:
         up.send_signal(signal.SIGINT)
         out, err = up.communicate(timeout=30)
     assert up.returncode == 0, err
-    assert f"dashboard http://127.0.0.1:{port}" in out
-    assert not listening(port) and not listening(redis_port)
+    assert f"dashboard http://127.0.0.1:{port}" in out and f"HTTP API http://127.0.0.1:{api_port}/api" in out
+    assert not listening(port) and not listening(redis_port) and not listening(api_port)
     assert (tmp_path / "redis" / "appendonlydir").is_dir(), "the local Redis keeps an AOF under the data dir"

@@ -1,0 +1,96 @@
+"""Errors as RFC 9457 problem details (`application/problem+json`), one status per error kind."""
+from __future__ import annotations
+
+from typing import Any
+
+from fastapi import FastAPI, Request
+from fastapi.exceptions import RequestValidationError
+from fastapi.responses import JSONResponse
+from pydantic import BaseModel
+from pydantic_core import to_jsonable_python
+from starlette.exceptions import HTTPException
+from starlette.routing import Match, Route
+
+from ..errors import (
+    AccessDenied,
+    InvalidPayload,
+    InvalidTransition,
+    JobNotFound,
+    LimitExceeded,
+    RedisUnavailable,
+    TaskdeckError,
+    Unavailable,
+    UnknownTaskType,
+)
+
+MEDIA_TYPE = "application/problem+json"
+STATUS: dict[type[TaskdeckError], int] = {
+    InvalidPayload: 422, UnknownTaskType: 422, JobNotFound: 404, InvalidTransition: 409, AccessDenied: 403,
+    LimitExceeded: 429, Unavailable: 503, RedisUnavailable: 503,
+}
+
+
+class Problem(BaseModel):
+    type: str = "about:blank"
+    title: str
+    status: int
+    detail: str
+    errors: list[dict[str, Any]] | None = None
+
+
+def problem(status: int, title: str, detail: str, errors: list[dict[str, Any]] | None = None,
+            headers: dict[str, str] | None = None) -> JSONResponse:
+    body = Problem(title=title, status=status, detail=detail, errors=errors).model_dump(exclude_none=True)
+    return JSONResponse(to_jsonable_python(body, fallback=str), status_code=status, media_type=MEDIA_TYPE, headers=headers)
+
+
+def status_of(error: TaskdeckError) -> int:
+    return next((code for kind, code in STATUS.items() if isinstance(error, kind)), 400)
+
+
+def field_errors(errors: list[Any]) -> list[dict[str, Any]]:
+    """Pydantic's errors as {loc, msg, type, ctx}: the field path and, for a limit, the limit."""
+    keep = ("loc", "msg", "type", "ctx")
+    return [{k: v for k, v in dict(e).items() if k in keep} for e in errors]
+
+
+async def taskdeck_error(request: Request, error: Exception) -> JSONResponse:
+    assert isinstance(error, TaskdeckError)
+    headers = None
+    if isinstance(error, LimitExceeded) and error.retry_after_s is not None:
+        headers = {"Retry-After": str(max(1, error.retry_after_s))}
+    errors = field_errors(error.errors) if isinstance(error, InvalidPayload) and error.errors else None
+    return problem(status_of(error), type(error).__name__, str(error), errors, headers)
+
+
+async def invalid_request(request: Request, error: Exception) -> JSONResponse:
+    assert isinstance(error, RequestValidationError)
+    return problem(422, "InvalidRequest", "the request does not match the API's schema; see `errors`",
+                   field_errors(list(error.errors())))
+
+
+async def http_error(request: Request, error: Exception) -> JSONResponse:
+    assert isinstance(error, HTTPException)
+    headers = dict(error.headers or {})
+    if error.status_code == 405:
+        headers["Allow"] = ", ".join(allowed_methods(request))
+    return problem(error.status_code, "HTTPError", str(error.detail), headers=headers)
+
+
+def allowed_methods(request: Request) -> list[str]:
+    """Every method some route takes on this path (Starlette names only the first route's)."""
+    scope = {**request.scope, "method": ""}
+    methods = {m for route in request.app.routes if isinstance(route, Route) and route.methods
+               and route.matches(scope)[0] is not Match.NONE for m in route.methods}
+    return sorted(methods)
+
+
+async def unexpected(request: Request, error: Exception) -> JSONResponse:
+    return problem(500, "InternalError", "the server failed; its log says why")
+
+
+def install(app: FastAPI) -> None:
+    app.add_exception_handler(Exception, unexpected)
+    app.add_exception_handler(TaskdeckError, taskdeck_error)
+    app.add_exception_handler(RequestValidationError, invalid_request)
+    app.add_exception_handler(HTTPException, http_error)
