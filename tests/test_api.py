@@ -201,6 +201,8 @@ def test_bad_input_gets_problems_that_name_the_field_and_limit(api: str, r: redi
     assert shape["errors"][0]["loc"] == ["body", "type"]
     is_problem(httpx.post(f"{api}/api/jobs", headers={**auth, "Content-Type": "application/json"}, content=b"{nope"),
                422)
+    is_problem(httpx.post(f"{api}/api/jobs", headers={**auth, "Content-Type": "application/json"},
+                          content=b"M4\xff\xfelH"), 400)  # not UTF-8: found by schemathesis
     is_problem(httpx.get(f"{api}/api/jobs", headers=auth, params={"cursor": "garbage"}), 422)
     is_problem(httpx.get(f"{api}/api/jobs", headers=auth, params={"limit": 0}), 422)
     assert r.zcard("taskdeck:idx:all") == 0, "nothing was written"

@@ -26,7 +26,8 @@ from .limits import BodyLimit
 
 bearer = HTTPBearer(auto_error=False, description="A token from `python -m runner token create`.")
 ERRORS: dict[int | str, dict[str, Any]] = {
-    code: {"model": problems.Problem, "content": {problems.MEDIA_TYPE: {}}} for code in (401, 404, 409, 422, 429, 503)
+    code: {"model": problems.Problem, "content": {problems.MEDIA_TYPE: {}}}
+    for code in (400, 401, 404, 409, 413, 422, 429, 503)
 }
 
 
