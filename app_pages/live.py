@@ -29,7 +29,9 @@ if state.get("live_scope") != mine:
 def cancel(job_ids: list[str]) -> None:
     with guard(reconnect=False):
         result = client().cancel_many(job_ids)
-        state.live_flash = (len(result.done), len(job_ids), list(result.errors.values())[:3])
+        errors = list(result.errors.values())[:3]
+        st.toast(f"Cancelled {len(result.done)} of {len(job_ids)}" + "".join(f" · {literal(e, 100)}" for e in errors),
+                 icon=":material/cancel:")
 
 
 def clear_finished() -> None:
@@ -39,10 +41,6 @@ def clear_finished() -> None:
 @st.fragment(run_every=1)
 def board() -> None:
     c = client()
-    if flash := state.pop("live_flash", None):
-        done, asked, errors = flash
-        st.toast(f"Cancelled {done} of {asked}" + "".join(f" · {literal(e, 100)}" for e in errors),
-                 icon=":material/cancel:")
     with guard(reconnect=False):
         view = c.live(user=c.user if mine else None, include=state.live_order)
         rows = {row.job.id: row for row in view.jobs}

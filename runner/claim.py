@@ -33,9 +33,6 @@ async def poll_iteration(worker: Worker) -> None:
     for claim in claims:
         start(worker, state, claim)
     abort(worker, state, aborts)
-    for job_id, task in list(worker.tasks.items()):
-        if task.done():
-            del worker.tasks[job_id]
     await worker.heart_beat()
 
 
@@ -52,8 +49,15 @@ def free_slots(worker: Worker, state: WorkerState) -> int:
 def start(worker: Worker, state: WorkerState, claim: Claim) -> None:
     worker.job_counter += 1
     task = asyncio.create_task(run(worker, state, claim))
-    task.add_done_callback(lambda _: setattr(worker, "job_counter", worker.job_counter - 1))
     worker.tasks[claim.job_id] = task
+    task.add_done_callback(lambda done: finished(worker, claim.job_id, done))
+
+
+def finished(worker: Worker, job_id: str, task: asyncio.Task[None]) -> None:
+    """A slot frees the moment its task ends (ARQ's own poll looks for ended tasks one by one)."""
+    worker.job_counter -= 1
+    if worker.tasks.get(job_id) is task:
+        del worker.tasks[job_id]
 
 
 async def run(worker: Worker, state: WorkerState, claim: Claim) -> None:
