@@ -104,6 +104,7 @@ class Batched:
     def __init__(self, redis: Redis, script: AsyncScript) -> None:
         self.redis, self.script = redis, script
         self.waiting: list[tuple[list[str], list[Any], asyncio.Future[Any]]] = []
+        self.sending: set[asyncio.Task[None]] = set()
 
     async def __call__(self, keys: list[str], args: list[Any]) -> Any:
         loop = asyncio.get_running_loop()
@@ -116,7 +117,8 @@ class Batched:
     def send(self) -> None:
         batch, self.waiting = self.waiting, []
         task = asyncio.ensure_future(self.one(*batch[0]) if len(batch) == 1 else self.many(batch))
-        task.add_done_callback(lambda _: None)
+        self.sending.add(task)  # the loop holds tasks weakly: an unreferenced one may vanish mid-flight
+        task.add_done_callback(self.sending.discard)
 
     async def one(self, keys: list[str], args: list[Any], future: asyncio.Future[Any]) -> None:
         try:
