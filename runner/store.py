@@ -19,9 +19,9 @@ import orjson
 from pydantic_core import to_jsonable_python
 from redis import exceptions as redis_errors
 from redis.asyncio import Redis
-from redis.commands.core import AsyncScript
 from redis.asyncio.retry import Retry
 from redis.backoff import ExponentialBackoff
+from redis.commands.core import AsyncScript
 
 from .errors import RedisUnavailable
 from .keys import Keys
