@@ -124,10 +124,12 @@ async def prune(state: WorkerState) -> int:
     return len(ids)
 
 
-async def stop(state: WorkerState, tasks: list[asyncio.Task[None]]) -> None:
+async def stop(state: WorkerState, tasks: list[asyncio.Task[None]], wait_s: float = 2.0) -> None:
+    """End the duty tasks (a pub/sub connection cancelled mid-handshake may never finish closing:
+    it is left behind rather than holding up the worker's exit), then say this worker is gone."""
     for task in tasks:
         task.cancel()
-        with suppress(asyncio.CancelledError):
-            await task
+    if tasks:
+        await asyncio.wait(tasks, timeout=wait_s)
     with suppress(Exception):
         await beat(state, alive=False)
