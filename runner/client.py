@@ -11,7 +11,8 @@ from typing import Any, TypeVar
 
 from pydantic import BaseModel
 
-from . import access, admission, bulk, events, history, live, metrics, oversight, payloads, registry, transitions
+from . import (access, admission, bulk, events, history, live, metrics, oversight, paging, payloads, registry,
+               transitions)
 from .access import Action
 from .errors import AccessDenied, InvalidPayload, LimitExceeded, InvalidTransition, JobNotFound
 from .models import ACTIVE, TERMINAL, Job, JobStatus, Priority, Stats, WorkerInfo, utcnow
@@ -79,36 +80,60 @@ class AsyncClient:
         priority: Priority | str | None = None,
         idempotency_key: str | None = None,
     ) -> Job:
-        """Validate and enqueue a job; nothing is written unless all of it is."""
+        """Validate and enqueue a job; nothing is written unless all of it is. The job belongs to the
+        acting user (or `user`, for an admin) and their org (or `org`, for an admin); the same
+        `idempotency_key` from the same submitter within its window returns the first job."""
+        owner = access.normal_email(user) if user else self.user
+        key = self.store.keys.idempotency(owner, idempotency_key) if idempotency_key else None
+        return await self.submit_keyed(type, payload, owner, org, priority, key)
+
+    async def submit_keyed(self, type: str, payload: Any, owner: str, org: str, priority: Priority | str | None,
+                           key: str | None) -> Job:
+        """submit() with the idempotency key as a whole Redis key: runner's own submitters (the scheduler)
+        use keys in namespaces that no user's submit can reach."""
         self.principal.require(Action.submit)
-        if user and not self.principal.acts_on(user.lower()):
-            raise AccessDenied(f"{self.user} may not submit on behalf of {user} (role {self.principal.role})")
+        if not self.principal.acts_on(owner):
+            raise AccessDenied(f"{self.user} may not submit on behalf of {owner} (role {self.principal.role})")
+        org = self.org_for(owner, org.strip())
         task_type = registry.get(type)
-        await admission.check(self.store, task_type, (user or self.user).lower())
+        await admission.check(self.store, task_type, owner)
         data = payloads.validate(task_type, payload, self.settings.max_payload_bytes, self.settings.max_payload_depth)
         now = utcnow()
         job = Job(
-            id=uuid.uuid4().hex, type=type, payload=data, user_id=(user or self.user).lower(), org_id=org,
+            id=uuid.uuid4().hex, type=type, payload=data, user_id=owner, org_id=org,
             status=JobStatus.queued, priority=parse_priority(priority, task_type), max_attempts=task_type.max_attempts,
             steps=transitions.fresh_steps(task_type.steps), queued_at=now, updated_at=now,
         )
         spec = transitions.create(job, self.store.keys, self.settings.priority_aging_s, by=self.user)
-        if idempotency_key:
-            spec["create"]["idempotency"] = [self.store.keys.idempotency(idempotency_key),
-                                             self.settings.idempotency_window_s]
-        hourly = self.settings.max_submits_per_user_per_hour
-        if hourly:
-            spec["create"]["rate"] = [self.store.keys.rate(job.user_id), hourly, 3600]
+        if key:
+            spec["create"]["idempotency"] = [key, self.settings.idempotency_window_s]
         async with self.store.guard("nothing was submitted"):
-            applied, answer = await self.store.apply(job.id, spec, now)
+            applied, answer = await self.store.apply(job.id, self.rated(spec, owner), now)
         if applied:
             return job
+        self.refuse_rate(answer, owner)
+        return await self.get(answer)
+
+    def org_for(self, owner: str, org: str) -> str:
+        """The org a job is submitted for: the owner's own unless an admin names another."""
+        own = self.principal.org if owner == self.user else access.org_of(self.settings, owner)
+        if org and org != own and not self.principal.acts_for_org(org):
+            raise AccessDenied(f"{self.user} may not submit for organisation {org!r}; only admins act for "
+                               "another organisation")
+        return org or own
+
+    def rated(self, spec: dict[str, Any], owner: str) -> dict[str, Any]:
+        """`spec` admitted against the owner's hourly submit limit, when one is set."""
+        if self.settings.max_submits_per_user_per_hour:
+            spec["rate"] = [self.store.keys.rate(owner), self.settings.max_submits_per_user_per_hour, 3600]
+        return spec
+
+    def refuse_rate(self, answer: str, owner: str) -> None:
         if answer.startswith("rate:"):
             wait = int(answer.split(":")[1])
-            raise LimitExceeded(f"{job.user_id} has submitted {hourly} jobs in the last hour, the limit "
-                                f"(TASKDECK_MAX_SUBMITS_PER_USER_PER_HOUR); try again in {math.ceil(wait / 60)} min",
-                                retry_after_s=wait)
-        return await self.get(answer)
+            raise LimitExceeded(f"{owner} has submitted {self.settings.max_submits_per_user_per_hour} jobs in the "
+                                "last hour, the limit (TASKDECK_MAX_SUBMITS_PER_USER_PER_HOUR; retries count too); "
+                                f"try again in {math.ceil(wait / 60)} min", retry_after_s=wait)
 
     async def get(self, job_id: str) -> Job:
         """One job's record; another user's job answers like a missing one."""
@@ -128,17 +153,33 @@ class AsyncClient:
         offset: int = 0,
     ) -> list[Job]:
         """Jobs newest first, from the indexes; `status` may be one status or several."""
-        self.principal.require(Action.read)
-        if not self.principal.can(Action.read_all):
-            if user and user.lower() != self.user:
-                return []
-            user = self.user
+        visible = self.visible(HistoryQuery(user=user))
+        if visible is None:
+            return []
+        user = visible.user
         statuses = parse_statuses(status)
         keys = self.store.keys
         filters = [*([keys.type(type)] if type else []), *([keys.user(user)] if user else [])]
         async with self.store.guard():
             ids = await self.store.page(statuses, filters, limit=max(1, min(limit, 1000)), offset=max(0, offset))
             return await self.store.load_many(ids)
+
+    async def page(
+        self,
+        status: JobStatus | str | Iterable[JobStatus | str] | None = None,
+        type: str | None = None,
+        user: str | None = None,
+        limit: int = 50,
+        cursor: str | None = None,
+    ) -> paging.JobPage:
+        """Like list(), a page at a time: pass the page's `next_cursor` for the next one. Unlike an
+        offset, a cursor does not shift when jobs are submitted in between."""
+        visible = self.visible(HistoryQuery(status=parse_statuses(status), type=type, user=user))
+        after = paging.Cursor.decode(cursor) if cursor else None
+        if visible is None:
+            return paging.JobPage(jobs=[], next_cursor=None)
+        async with self.store.guard():
+            return await paging.page(self.store, visible, max(1, min(limit, 1000)), after)
 
     async def cancel(self, job_id: str, by: str | None = None) -> Job:
         """Cancel a queued job (it never starts) or abort a running one; returns within cancel_wait_s."""
@@ -160,7 +201,8 @@ class AsyncClient:
         raise InvalidTransition(f"job {job_id} kept changing state; try cancelling again")
 
     async def retry(self, job_id: str, by: str | None = None) -> Job:
-        """Run a failed or cancelled job again, under the same id, with a fresh set of attempts."""
+        """Run a failed or cancelled job again, under the same id, with a fresh set of attempts. Admitted
+        like a submit: the type must be available and the owner within their hourly and token limits."""
         self.principal.require(Action.retry)
         deadline = time.monotonic() + self.settings.cancel_wait_s
         async with self.store.guard("nothing was retried"):
@@ -169,12 +211,14 @@ class AsyncClient:
                 if job.status not in (JobStatus.failed, JobStatus.cancelled):
                     raise InvalidTransition(f"job {job_id} is {job.status}; only failed or cancelled jobs can be retried")
                 task_type = registry.get(job.type)
+                await admission.check(self.store, task_type, job.user_id)
                 now = utcnow()
                 spec = transitions.retry(job, by or self.user, now, self.store.keys, task_type.steps,
                                          task_type.max_attempts, self.settings.priority_aging_s)
-                applied, _ = await self.store.apply(job_id, spec, now)
+                applied, answer = await self.store.apply(job_id, self.rated(spec, job.user_id), now)
                 if applied:
                     return await self.get(job_id)
+                self.refuse_rate(answer, job.user_id)
                 if time.monotonic() > deadline:
                     raise InvalidTransition(f"job {job_id} is still finishing its last attempt; retry it in a moment")
                 await asyncio.sleep(0.02)
@@ -187,17 +231,21 @@ class AsyncClient:
         return job
 
     async def limits(self) -> dict[str, int]:
-        """Per-user, per-org and per-type running limits set by admins ("user:a@x.io" -> 3)."""
+        """Running limits set by admins ("user:a@x.io" -> 3): every one for roles that read everyone's
+        jobs, else those that apply to the acting user (their own, their org's, the types')."""
         self.principal.require(Action.read)
         async with self.store.guard():
-            return {k: int(v) for k, v in (await self.store.redis.hgetall(self.store.keys.limits)).items()}
+            found = {k: int(v) for k, v in (await self.store.redis.hgetall(self.store.keys.limits)).items()}
+        if self.principal.can(Action.read_all):
+            return found
+        mine = {f"user:{self.user}", f"org:{self.principal.org}"}
+        return {k: v for k, v in found.items() if k in mine or k.startswith("type:")}
 
     async def set_limit(self, kind: str, name: str, value: int | None) -> None:
         """Override a running limit for one user, org or task type (None removes the override).
         Jobs waiting on that scope go back to the queue and take the free slots."""
         self.principal.require(Action.settings)
-        if kind not in ("user", "org", "type") or (value is not None and value < 0):
-            raise InvalidPayload(f"a limit is set on user, org or type with a value >= 0; got {kind} = {value}")
+        name = limit_name(kind, name, value)
         keys, field = self.store.keys, f"{kind}:{name}"
         async with self.store.guard("the limit was not changed"), self.store.redis.pipeline() as pipe:
             pipe.hdel(keys.limits, field) if value is None else pipe.hset(keys.limits, field, value)
@@ -214,6 +262,9 @@ class AsyncClient:
                 if schedule.last_job_id and schedule.last_outcome is None:
                     status = await self.store.status(schedule.last_job_id)
                     schedule.last_outcome = status.value if status else "expired"
+        if not self.principal.can(Action.settings):
+            # a schedule's payload may name customers, keys or internal URLs: for admins only
+            found = [schedule.model_copy(update={"payload": {}}) for schedule in found]
         return found
 
     async def save_schedule(self, schedule: Schedule) -> Schedule:
@@ -281,6 +332,7 @@ class AsyncClient:
             await asyncio.sleep(0.02)
 
     async def stats(self) -> Stats:
+        self.principal.require(Action.read)
         keys, now = self.store.keys, time.time()
         minutes = [int(now // 60 * 60 - 60 * i) for i in range(60)]
         async with self.store.guard(), self.store.redis.pipeline(transaction=False) as pipe:
@@ -304,6 +356,7 @@ class AsyncClient:
         )
 
     async def workers(self) -> list[WorkerInfo]:
+        self.principal.require(Action.read)
         keys, now = self.store.keys, time.time()
         async with self.store.guard():
             ids = await self.store.redis.zrevrange(keys.workers, 0, 199)
@@ -325,9 +378,14 @@ class AsyncClient:
         """`query` narrowed to the acting user's own jobs unless their role reads everyone's; None
         when it asks for someone else's."""
         self.principal.require(Action.read)
+        if query.user:
+            try:
+                query = query.model_copy(update={"user": access.normal_email(query.user)})
+            except AccessDenied:
+                return None  # no job belongs to an address that is not plain
         if self.principal.can(Action.read_all):
             return query
-        if query.user and query.user.lower() != self.user:
+        if query.user and query.user != self.user:
             return None
         return query.model_copy(update={"user": self.user})
 
@@ -381,21 +439,15 @@ class AsyncClient:
         return feed
 
     async def follow(self, job_id: str, after: str | None = None) -> AsyncIterator[events.Snapshot | events.Event | None]:
-        """One job as it changes: its record (a Snapshot) unless resuming from event `after` loses
-        nothing, then each of its events until it is final; None after each quiet second."""
+        """One job as it changes (events.Follow): its record as a Snapshot, unless resuming from event
+        `after` loses nothing, then each of its events until it is final; None after each quiet second.
+        A resume on a final job gets its final record; an `after` that is no event id, or newer than
+        the newest, is InvalidPayload. Blocks a Redis connection of its own (the HTTP API shares one)."""
         await self.get(job_id)
-        store = self.store
-        async with store.guard():
-            if after is None or not await events.resumable(store, after):
-                after = await events.last_id(store)
-                snapshot = events.Snapshot(id=after, job=await self.get(job_id))
-                yield snapshot
-                if snapshot.job.status.terminal:
-                    return
-            async for event in events.of_job(store, job_id, after):
-                yield event
-                if event is not None and events.terminal(event):
-                    return
+        async with self.store.guard():
+            start = await events.resume_point(self.store, after)
+            async for item in events.Follow(self.store, job_id, start, events.Direct(self.store, job_id)):
+                yield item
 
     async def last_event_id(self) -> str:
         async with self.store.guard():
@@ -445,6 +497,22 @@ def worker_info(row: dict[str, str], now: float, lease_s: float) -> WorkerInfo:
     )
 
 
+def limit_name(kind: str, name: str, value: object) -> str:
+    """The scope a limit is set on, in its one spelling; InvalidPayload for a value that is not a whole
+    number from 0 to 1,000,000 (a float or NaN would break every later read of the limits)."""
+    if kind not in ("user", "org", "type"):
+        raise InvalidPayload(f"a limit is set on user, org or type; got {kind!r}")
+    if value is not None and (type(value) is not int or not 0 <= value <= 1_000_000):
+        raise InvalidPayload(f"a limit is a whole number from 0 to 1,000,000 (or none); got {value!r}")
+    if kind == "user":
+        return access.normal_email(name)
+    if kind == "type":
+        return registry.get(name).name
+    if not name.strip() or len(name) > 200 or not name.isprintable():
+        raise InvalidPayload(f"an organisation's name is 1 to 200 printable characters; got {name!r}")
+    return name.strip()
+
+
 def valid_id(job_id: str) -> bool:
     return len(job_id) == 32 and all(c in "0123456789abcdef" for c in job_id)
 
@@ -471,8 +539,9 @@ def parse_statuses(status: JobStatus | str | Iterable[JobStatus | str] | None) -
 class Client:
     """The blocking face of AsyncClient, for Streamlit pages and scripts: one private event loop thread."""
 
-    def __init__(self, settings: Settings | None = None, user: str | None = None) -> None:
-        self.aio = AsyncClient(settings, user)
+    def __init__(self, settings: Settings | None = None, user: str | None = None,
+                 principal: access.Principal | None = None) -> None:
+        self.aio = AsyncClient(settings, user, principal)
         self.settings, self.user = self.aio.settings, self.aio.user
         self._loop = asyncio.new_event_loop()
         self._thread = threading.Thread(target=self._loop.run_forever, name="taskdeck-client", daemon=True)
@@ -507,6 +576,16 @@ class Client:
         offset: int = 0,
     ) -> list[Job]:
         return self._call(self.aio.list(status, type, user, limit, offset))
+
+    def page(
+        self,
+        status: JobStatus | str | Iterable[JobStatus | str] | None = None,
+        type: str | None = None,
+        user: str | None = None,
+        limit: int = 50,
+        cursor: str | None = None,
+    ) -> paging.JobPage:
+        return self._call(self.aio.page(status, type, user, limit, cursor))
 
     def cancel(self, job_id: str, by: str | None = None) -> Job:
         return self._call(self.aio.cancel(job_id, by))
@@ -572,6 +651,17 @@ class Client:
     def events(self, after: str = events.START, count: int = 500) -> events.Feed:
         return self._call(self.aio.events(after, count))
 
+    def follow(self, job_id: str, after: str | None = None) -> Iterator[events.Snapshot | events.Event | None]:
+        items = self.aio.follow(job_id, after)
+        try:
+            while True:
+                try:
+                    yield self._call(anext(items))
+                except StopAsyncIteration:
+                    return
+        finally:
+            self._call(items.aclose())
+
     def last_event_id(self) -> str:
         return self._call(self.aio.last_event_id())
 
@@ -626,5 +716,5 @@ class Client:
     def sources(self) -> list[Any]:
         return oversight.sources(self)
 
-    def enable_source(self, url: str) -> Any:
-        return oversight.enable_source(self, url)
+    def enable_source(self, url: str, owner: str | None = None) -> Any:
+        return oversight.enable_source(self, url, owner)

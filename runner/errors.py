@@ -24,6 +24,10 @@ class JobNotFound(TaskdeckError):
     """No job with that id, or not one the acting user may see."""
 
 
+class TokenNotFound(TaskdeckError):
+    """No API token with that id (it may have been revoked already)."""
+
+
 class InvalidTransition(TaskdeckError):
     """The job is not in a state that allows the action (e.g. cancelling a completed job)."""
 

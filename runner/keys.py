@@ -38,8 +38,13 @@ class Keys:
     def metrics(self, resolution: str, bucket: int) -> str:
         return f"{self.prefix}m:{resolution}:{bucket}"
 
-    def idempotency(self, key: str) -> str:
-        return f"{self.prefix}idem:{key}"
+    def idempotency(self, user: str, key: str) -> str:
+        """A submitter's own namespace: another user's key of the same text is another key."""
+        return f"{self.prefix}idem:user:{user}:{key}"
+
+    def schedule_slot(self, name: str, slot: str) -> str:
+        """A schedule run's key: in a namespace that no submit reaches (see idempotency)."""
+        return f"{self.prefix}idem:schedule:{name}:{slot}"
 
     def rate(self, user: str) -> str:
         return f"{self.prefix}rate:{user}"

@@ -12,6 +12,7 @@ from contextlib import contextmanager
 from typing import TYPE_CHECKING
 
 from .access import Action
+from .errors import TaskdeckError
 from .store import UNREACHABLE, unavailable
 
 if TYPE_CHECKING:
@@ -63,18 +64,30 @@ def reset_breaker(client: Client, endpoint: str) -> None:
 
 
 def sources(client: Client) -> list[Source]:
+    """The sources of the acting user and of their organisation; an admin's: everyone's."""
     from . import sources as found
 
-    client.principal.require(Action.read)
+    who = client.principal
+    who.require(Action.read)
+    owners = None if sees_every_source(client) else found.owners_of(who.email, who.org)
     with guarded(client):
-        return found.list_sources(client.settings)
+        return found.list_sources(client.settings, owners)
 
 
-def enable_source(client: Client, url: str) -> Source:
+def sees_every_source(client: Client) -> bool:
+    return client.principal.can(Action.read_all) and client.principal.can(Action.settings)
+
+
+def enable_source(client: Client, url: str, owner: str | None = None) -> list[Source]:
+    """Re-enable `owner`'s source `url` (None: every owner's source of that name); admins only."""
     from . import sources as found
 
     client.principal.require(Action.settings)
+    url = found.canonical(url)
     with guarded(client, "the source was not re-enabled"):
-        source = found.enable(client.settings, url)
-    client.note(f"re-enable source {source.url}")
-    return source
+        owners = [owner] if owner else found.holders(client.settings, url)
+        enabled = [found.enable(client.settings, url, each) for each in owners]
+    if not enabled:
+        raise TaskdeckError(f"no source {url}; the Workers page lists the sources")
+    client.note(f"re-enable source {url}")
+    return enabled

@@ -2,7 +2,8 @@
 
 One worker at a time runs the due check (a heartbeat duty); each run is submitted with an
 idempotency key for its slot, so two workers can never submit the same slot twice; and a slot whose
-previous run is still active is skipped, so runs of one schedule never overlap.
+previous run is still active is skipped, so runs of one schedule never overlap. Slot keys live in a
+namespace of their own (Keys.schedule_slot): no user's submit can take a slot over.
 """
 from __future__ import annotations
 
@@ -42,7 +43,7 @@ class Schedule(BaseModel):
         return not self.paused and self.next_run_at is not None and self.next_run_at <= now
 
     def slot_key(self) -> str:
-        return f"schedule:{self.name}:{self.next_run_at.timestamp() if self.next_run_at else 'now'}"
+        return str(self.next_run_at.timestamp() if self.next_run_at else "now")
 
 
 def planned(schedule: Schedule, now: datetime | None = None) -> Schedule:
@@ -98,9 +99,10 @@ class Scheduler:
                 return None
             update["last_outcome"] = f"skipped at {now:%Y-%m-%d %H:%M:%S}: previous run still active"
         else:
-            key = f"schedule:{schedule.name}:{'manual:' + now.isoformat() if manual else schedule.slot_key()}"
-            job = await self.client.submit(schedule.type, schedule.payload, user=schedule.owner,
-                                           priority=schedule.priority, idempotency_key=key)
+            slot = f"manual:{now.isoformat()}" if manual else schedule.slot_key()
+            key = self.client.store.keys.schedule_slot(schedule.name, slot)
+            job = await self.client.submit_keyed(schedule.type, schedule.payload, schedule.owner, "",
+                                                 schedule.priority, key)
             job_id = job.id
             update |= {"last_run_at": now, "last_job_id": job.id, "last_outcome": None}
         await self.client.store.redis.hset(self.key, schedule.name, schedule.model_copy(update=update).model_dump_json())

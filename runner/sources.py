@@ -1,37 +1,44 @@
 """The outside sources the context tasks read (web pages, RSS feeds): their health, and what was taken
 from them, kept for the generative types to use as context.
 
+Each source belongs to an owner, the namespace of whoever asked for it: a job's organisation when it has
+one (`org:<org_id>`), else its submitter (`user:<email>`). Its record, page and feed items live there, and
+a job reads context only from its own owner's namespace, so one user's URLs, errors and fetched text
+never reach another.
+
 A source that fails 5 times in a row is marked unhealthy: jobs that read it fail at once until someone
 re-enables it (`enable`, or the Workers page).
 """
 from __future__ import annotations
 
 import time
-from collections.abc import Iterable
-from dataclasses import dataclass
+from collections.abc import Collection, Iterable, Mapping
 from datetime import datetime
 from urllib.parse import urlsplit, urlunsplit
 
 import orjson
 from pydantic import BaseModel
+from redis import Redis as SyncRedis
 from redis.asyncio import Redis
+from redis.asyncio.client import Pipeline
 
-from .errors import Fatal, InvalidPayload
+from . import outbound
+from .errors import Fatal, InvalidPayload, TaskdeckError
+from .keys import Keys
 from .models import utcnow
-from .runtime import blocking
+from .outbound import Fetched
+from .runtime import Runtime, blocking
 from .settings import Settings
 from .store import dumps
 
 UNHEALTHY_AFTER = 5
 ITEMS_KEPT = 500
 SEEN_KEPT = 5000
-FETCH_TIMEOUT_S = 20.0
-MAX_BYTES = 5_000_000
-USER_AGENT = "Taskdeck/0.1 (context fetcher)"
 
 
 class Source(BaseModel):
     url: str
+    owner: str = ""
     kind: str = ""
     healthy: bool = True
     failures: int = 0
@@ -64,14 +71,6 @@ class SourceFailed(RuntimeError):
     """A fetch failed in a way that may pass: a network error, a timeout or a 5xx."""
 
 
-@dataclass
-class Fetched:
-    status: int
-    url: str
-    headers: dict[str, str]
-    body: bytes
-
-
 def canonical(url: str) -> str:
     """The source's name: scheme and host lower-cased, no fragment."""
     parts = urlsplit(url.strip())
@@ -80,119 +79,154 @@ def canonical(url: str) -> str:
     return urlunsplit((parts.scheme.lower(), parts.netloc.lower(), parts.path or "/", parts.query, ""))
 
 
-def source_key(prefix: str, url: str) -> str:
-    return f"{prefix}source:{url}"
+def owner_of(user_id: str, org_id: str = "") -> str:
+    """The namespace a job's sources live in: its organisation's when it has one, else its submitter's."""
+    return f"org:{org_id}" if org_id else f"user:{user_id}"
 
 
-def index_key(prefix: str) -> str:
-    return f"{prefix}sources"
+def owners_of(email: str, org: str) -> list[str]:
+    """The namespaces a user reads: their own, and their organisation's."""
+    return [owner_of(email), *([owner_of(email, org)] if org else [])]
 
 
-def seen_key(prefix: str, url: str) -> str:
-    return f"{prefix}feed:seen:{url}"
+async def job_owner(rt: Runtime, job_id: str) -> str:
+    """The owner of job `job_id`'s sources, from its record; Fatal when it has none."""
+    raw = await rt.redis.hmget(Keys(rt.prefix, rt.settings.queue_name).job(job_id), ["user_id", "org_id"])
+    user, org = (orjson.loads(value) if value else "" for value in raw)
+    if not user:
+        raise Fatal(f"job {job_id} has no record saying who submitted it, so it has no sources")
+    return owner_of(user, org)
 
 
-def items_key(prefix: str, url: str) -> str:
-    return f"{prefix}feed:items:{url}"
+def source_key(prefix: str, owner: str, url: str) -> str:
+    return f"{prefix}source:{owner}:{url}"
 
 
-def page_key(prefix: str, url: str) -> str:
-    return f"{prefix}page:{url}"
+def index_key(prefix: str, owner: str) -> str:
+    """An owner's sources (URLs), scored by when each was last checked."""
+    return f"{prefix}sources:{owner}"
 
 
-def decode(url: str, raw: dict[str, str]) -> Source:
-    return Source.model_validate({"url": url, **{k: orjson.loads(v) for k, v in raw.items()}})
+def all_key(prefix: str) -> str:
+    """Every owner's sources, each a member(owner, url), scored like index_key (for admins)."""
+    return f"{prefix}sources:all"
 
 
-async def load(redis: Redis, prefix: str, url: str) -> Source:
-    return decode(url, await redis.hgetall(source_key(prefix, url)))
+def member(owner: str, url: str) -> str:
+    return orjson.dumps([owner, url]).decode()
 
 
-async def ensure_healthy(redis: Redis, prefix: str, url: str) -> Source:
-    source = await load(redis, prefix, url)
+def pair(raw: str) -> tuple[str, str]:
+    owner, url = orjson.loads(raw)
+    return owner, url
+
+
+def seen_key(prefix: str, owner: str, url: str) -> str:
+    return f"{prefix}feed:seen:{owner}:{url}"
+
+
+def items_key(prefix: str, owner: str, url: str) -> str:
+    return f"{prefix}feed:items:{owner}:{url}"
+
+
+def page_key(prefix: str, owner: str, url: str) -> str:
+    return f"{prefix}page:{owner}:{url}"
+
+
+def decode(owner: str, url: str, raw: Mapping[str, str]) -> Source:
+    return Source.model_validate({**{k: orjson.loads(v) for k, v in raw.items()}, "url": url, "owner": owner})
+
+
+async def load(redis: Redis, prefix: str, owner: str, url: str) -> Source:
+    return decode(owner, url, await redis.hgetall(source_key(prefix, owner, url)))
+
+
+async def ensure_healthy(redis: Redis, prefix: str, owner: str, url: str) -> Source:
+    source = await load(redis, prefix, owner, url)
     if not source.healthy:
         raise Fatal(f"source {url} is marked unhealthy after {source.failures} failures in a row (last: "
-                    f"{source.last_error}); fix it, then re-enable it on the Workers page or with "
-                    "runner.sources.enable()")
+                    f"{source.last_error}); fix it, then ask an admin to re-enable it on the Workers page or "
+                    "with runner.sources.enable()")
     return source
 
 
-async def succeeded(redis: Redis, prefix: str, url: str, kind: str, **extra: str | None) -> None:
+async def succeeded(redis: Redis, prefix: str, owner: str, url: str, kind: str, **extra: str | None) -> None:
     fields = {"kind": kind, "healthy": True, "failures": 0, "last_ok_at": utcnow(), **extra}
     async with redis.pipeline(transaction=True) as pipe:
-        pipe.hset(source_key(prefix, url), mapping={k: dumps(v) for k, v in fields.items()})
-        pipe.zadd(index_key(prefix), {url: time.time()})
+        pipe.hset(source_key(prefix, owner, url), mapping={k: dumps(v) for k, v in fields.items()})
+        indexed(pipe, prefix, owner, url)
         await pipe.execute()
 
 
-async def failed(redis: Redis, prefix: str, url: str, kind: str, error: str) -> Source:
+async def failed(redis: Redis, prefix: str, owner: str, url: str, kind: str, error: str) -> Source:
     """Count one more failure in a row; the fifth marks the source unhealthy."""
-    key = source_key(prefix, url)
+    key = source_key(prefix, owner, url)
     fields = {"kind": kind, "last_error": error[:500], "last_failure_at": utcnow()}
     async with redis.pipeline(transaction=True) as pipe:
         pipe.hincrby(key, "failures", 1)
         pipe.hset(key, mapping={k: dumps(v) for k, v in fields.items()})
-        pipe.zadd(index_key(prefix), {url: time.time()})
+        indexed(pipe, prefix, owner, url)
         failures, *_ = await pipe.execute()
     if failures >= UNHEALTHY_AFTER:
         await redis.hset(key, "healthy", dumps(False))
-    return await load(redis, prefix, url)
+    return await load(redis, prefix, owner, url)
 
 
-async def fetch(url: str, headers: dict[str, str] | None = None) -> Fetched:
-    """GET `url` (redirects followed, at most MAX_BYTES). SourceFailed when another try may work,
-    runner.Fatal when it cannot (a 4xx, an oversized body)."""
-    import httpx
+def indexed(pipe: Pipeline, prefix: str, owner: str, url: str) -> None:
+    now = time.time()
+    pipe.zadd(index_key(prefix, owner), {url: now})
+    pipe.zadd(all_key(prefix), {member(owner, url): now})
 
+
+async def fetch(url: str, headers: dict[str, str] | None = None, allow: Iterable[str] = ()) -> Fetched:
+    """GET `url` through the outbound policy (`allow`: TASKDECK_FETCH_ALLOW). SourceFailed when another
+    try may work (no answer, a 5xx, a 408 or 429), runner.Fatal when it cannot (the policy refused it, a
+    4xx, an oversized body)."""
     try:
-        async with httpx.AsyncClient(timeout=FETCH_TIMEOUT_S, follow_redirects=True,
-                                     headers={"User-Agent": USER_AGENT, **(headers or {})}) as http:
-            async with http.stream("GET", url) as response:
-                body = bytearray()
-                async for chunk in response.aiter_bytes():
-                    body += chunk
-                    if len(body) > MAX_BYTES:
-                        raise Fatal(f"{url} is larger than {MAX_BYTES:,} bytes")
-    except httpx.HTTPError as e:
-        raise SourceFailed(f"could not fetch {url}: {type(e).__name__}: {e}") from None
-    status = response.status_code
+        fetched = await outbound.fetch(url, allow, headers)
+    except outbound.Unreachable as e:
+        raise SourceFailed(str(e)) from None
+    status = fetched.status
     if status >= 500 or status in (408, 429):
         raise SourceFailed(f"{url} answered HTTP {status}")
     if status >= 400:
         raise Fatal(f"{url} answered HTTP {status}; check the URL")
-    return Fetched(status, str(response.url), dict(response.headers), bytes(body))
+    return fetched
 
 
-async def add_items(redis: Redis, prefix: str, url: str, items: list[FeedItem]) -> list[FeedItem]:
+async def add_items(redis: Redis, prefix: str, owner: str, url: str, items: list[FeedItem]) -> list[FeedItem]:
     """Keep the items not seen before (newest first) and return them; seen ones are skipped."""
     if not items:
         return []
+    seen, kept = seen_key(prefix, owner, url), items_key(prefix, owner, url)
     now = time.time()
     async with redis.pipeline(transaction=False) as pipe:
         for item in items:
-            pipe.zadd(seen_key(prefix, url), {item.id: now}, nx=True)
+            pipe.zadd(seen, {item.id: now}, nx=True)
         added = await pipe.execute()
     new = [item for item, fresh in zip(items, added) if fresh]
     async with redis.pipeline(transaction=True) as pipe:
         if new:
-            pipe.lpush(items_key(prefix, url), *[item.model_dump_json() for item in reversed(new)])
-            pipe.ltrim(items_key(prefix, url), 0, ITEMS_KEPT - 1)
-        pipe.zremrangebyrank(seen_key(prefix, url), 0, -SEEN_KEPT - 1)
+            pipe.lpush(kept, *[item.model_dump_json() for item in reversed(new)])
+            pipe.ltrim(kept, 0, ITEMS_KEPT - 1)
+        pipe.zremrangebyrank(seen, 0, -SEEN_KEPT - 1)
         await pipe.execute()
     return new
 
 
-async def save_page(redis: Redis, prefix: str, url: str, page: Page) -> None:
-    await redis.set(page_key(prefix, url), page.model_dump_json())
+async def save_page(redis: Redis, prefix: str, owner: str, url: str, page: Page) -> None:
+    await redis.set(page_key(prefix, owner, url), page.model_dump_json())
 
 
-async def context(redis: Redis, prefix: str, urls: Iterable[str], items_per_source: int = 20) -> list[str]:
-    """Lines for a prompt: the stored pages' text and the newest feed items of each of `urls`."""
+async def context(redis: Redis, prefix: str, owner: str, urls: Iterable[str],
+                  items_per_source: int = 20) -> list[str]:
+    """Lines for a prompt: the stored pages' text and the newest feed items of each of `urls`, as `owner`
+    (the reading job's owner_of) has them; another owner's copies are never read."""
     urls = [canonical(url) for url in urls]
     async with redis.pipeline(transaction=False) as pipe:
         for url in urls:
-            pipe.get(page_key(prefix, url))
-            pipe.lrange(items_key(prefix, url), 0, items_per_source - 1)
+            pipe.get(page_key(prefix, owner, url))
+            pipe.lrange(items_key(prefix, owner, url), 0, items_per_source - 1)
         rows = await pipe.execute()
     lines = []
     for url, page, items in zip(urls, rows[::2], rows[1::2]):
@@ -205,21 +239,43 @@ async def context(redis: Redis, prefix: str, urls: Iterable[str], items_per_sour
     return lines
 
 
-def list_sources(settings: Settings, limit: int = 200) -> list[Source]:
-    """Every known source, most recently checked first (for the Workers page)."""
+def list_sources(settings: Settings, owners: Collection[str] | None, limit: int = 200) -> list[Source]:
+    """The sources of `owners` (None: every owner's, for admins), most recently checked first."""
     with blocking(settings) as redis:
-        urls = redis.zrevrange(index_key(settings.prefix), 0, limit - 1)
+        found = newest(redis, settings.prefix, owners, limit)
         with redis.pipeline(transaction=False) as pipe:
-            for url in urls:
-                pipe.hgetall(source_key(settings.prefix, url))
+            for owner, url in found:
+                pipe.hgetall(source_key(settings.prefix, owner, url))
             rows = pipe.execute()
-    return [decode(url, raw) for url, raw in zip(urls, rows) if raw]
+    return [decode(owner, url, raw) for (owner, url), raw in zip(found, rows) if raw]
 
 
-def enable(settings: Settings, url: str) -> Source:
-    """Mark a source healthy again, its failure count back to 0."""
-    url = canonical(url)
+def newest(redis: SyncRedis, prefix: str, owners: Collection[str] | None, limit: int) -> list[tuple[str, str]]:
+    """(owner, url) of the `limit` sources of `owners` checked last."""
+    if owners is None:
+        return [pair(m) for m in redis.zrevrange(all_key(prefix), 0, limit - 1)]
+    with redis.pipeline(transaction=False) as pipe:
+        for owner in owners:
+            pipe.zrevrange(index_key(prefix, owner), 0, limit - 1, withscores=True)
+        rows = pipe.execute()
+    scored = [(score, owner, url) for owner, row in zip(owners, rows) for url, score in row]
+    return [(owner, url) for _, owner, url in sorted(scored, reverse=True)[:limit]]
+
+
+def holders(settings: Settings, url: str) -> list[str]:
+    """The owners that have a source named `url`."""
     with blocking(settings) as redis:
-        redis.hset(source_key(settings.prefix, url), mapping={"healthy": dumps(True), "failures": "0"})
-        raw = redis.hgetall(source_key(settings.prefix, url))
-    return decode(url, raw)
+        members = [pair(m) for m, _ in redis.zscan_iter(all_key(settings.prefix))]
+    return [owner for owner, named in members if named == url]
+
+
+def enable(settings: Settings, url: str, owner: str) -> Source:
+    """Mark `owner`'s source `url` healthy again, its failure count back to 0."""
+    url = canonical(url)
+    key = source_key(settings.prefix, owner, url)
+    with blocking(settings) as redis:
+        if not redis.exists(key):
+            raise TaskdeckError(f"no source {url} of {owner}; the Workers page lists the sources")
+        redis.hset(key, mapping={"healthy": dumps(True), "failures": "0"})
+        raw = redis.hgetall(key)
+    return decode(owner, url, raw)

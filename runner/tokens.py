@@ -14,7 +14,7 @@ from pydantic import BaseModel
 
 from . import access
 from .access import Principal, Role
-from .errors import JobNotFound
+from .errors import InvalidPayload, TokenNotFound
 from .models import utcnow
 from .store import Store
 
@@ -25,6 +25,7 @@ class Token(BaseModel):
     id: str
     user: str
     role: Role
+    org: str = ""
     created_at: datetime
 
 
@@ -36,11 +37,14 @@ def key(store: Store) -> str:
     return f"{store.keys.prefix}tokens"
 
 
-async def create(store: Store, user: str, role: Role | None = None) -> tuple[str, Token]:
-    """A new token for `user`, with `role` or else the one TASKDECK_ROLES gives them."""
-    user = user.strip().lower()
-    role = role or access.principal(store.settings, user).role
-    record = Token(id=secrets.token_hex(4), user=user, role=role, created_at=utcnow())
+async def create(store: Store, user: str, role: Role | None = None, org: str = "") -> tuple[str, Token]:
+    """A new token for `user` (who must be on the allow-list), with `role` or else the one TASKDECK_ROLES
+    gives them; the allow-list caps it again on every use. `org` is the org it claims when TASKDECK_ORGS
+    names none for the user."""
+    if not user.strip():
+        raise InvalidPayload("a token needs a user: --user EMAIL")
+    holder = access.principal(store.settings, user, cap=role, org=org)
+    record = Token(id=secrets.token_hex(8), user=holder.email, role=holder.role, org=org.strip(), created_at=utcnow())
     token = f"{PREFIX}{record.id}_{secrets.token_urlsafe(32)}"
     async with store.guard("no token was made"):
         await store.redis.hset(key(store), digest(token), record.model_dump_json())
@@ -54,16 +58,19 @@ async def all_tokens(store: Store) -> dict[str, Token]:
 
 
 async def revoke(store: Store, token_id: str) -> Token:
-    for hashed, record in (await all_tokens(store)).items():
-        if record.id == token_id:
-            async with store.guard("the token was not revoked"):
-                await store.redis.hdel(key(store), hashed)
-            return record
-    raise JobNotFound(f"no token with id {token_id!r}; `python -m runner token list` shows them")
+    """Revoke the token with id `token_id`, and any other with that id (ids of older tokens were short
+    enough to collide: none of them must stay usable)."""
+    found = {hashed: record for hashed, record in (await all_tokens(store)).items() if record.id == token_id}
+    if found:
+        async with store.guard("the token was not revoked"):
+            await store.redis.hdel(key(store), *found)
+        return next(iter(found.values()))
+    raise TokenNotFound(f"no token with id {token_id!r}; `python -m runner token list` shows them")
 
 
 async def verify(store: Store, token: str) -> Principal | None:
-    """The user and role a token acts as, or None when it is unknown or revoked."""
+    """Who a token acts as, or None when it is unknown or revoked. The allow-list is read again on every
+    call: a user no longer on it is refused (AccessDenied), a demoted user's token is demoted too."""
     if not token.startswith(PREFIX):
         return None
     async with store.guard():
@@ -71,4 +78,4 @@ async def verify(store: Store, token: str) -> Principal | None:
     if raw is None:
         return None
     record = Token.model_validate_json(raw)
-    return Principal(record.user, record.role)
+    return access.principal(store.settings, record.user, cap=record.role, org=record.org)

@@ -1,10 +1,13 @@
 """The real dashboard (`streamlit run dashboard.py`) and a real worker, driven in headless Chromium:
 submit from the form, watch Live reach 100 %, cancel a running job, retry a failed one from History,
-open the Job page. Screenshots of Live, Job and Metrics go to docs/."""
+open the Job page. Screenshots of Live, Job and Metrics go to the test's temporary folder, or to docs/ (README's
+pictures) when TASKDECK_SCREENSHOTS=docs: a test run never writes into tracked files by itself."""
 from __future__ import annotations
 
 import asyncio
+import os
 import re
+import tempfile
 from collections.abc import Iterator
 from concurrent.futures import ThreadPoolExecutor
 from pathlib import Path
@@ -20,7 +23,7 @@ from tests.servers import dashboard_server
 CHROMIUM = Path("/usr/bin/chromium")
 ARGS = ["--headless", "--no-sandbox", "--disable-gpu", "--disable-quic", "--no-first-run",
         "--disable-background-networking", "--disable-component-update", "--disable-sync"]
-DOCS = ROOT / "docs"
+DOCS = ROOT / "docs" if os.environ.get("TASKDECK_SCREENSHOTS") == "docs" else Path(tempfile.mkdtemp(prefix="shots-"))
 pytestmark = [pytest.mark.e2e, pytest.mark.skipif(not CHROMIUM.exists(), reason="needs Debian's /usr/bin/chromium")]
 
 

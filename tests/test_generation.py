@@ -101,7 +101,7 @@ async def test_trends_read_the_sources_the_brief_names(client: AsyncClient, fake
     rt = runtime.runtime()
     url = "http://127.0.0.1:9/feed.xml"
     items = [sources.FeedItem(id="1", title="Oat milk shortage", link="http://x/1", summary="Prices up 40%")]
-    await sources.add_items(rt.redis, rt.prefix, sources.canonical(url), items)
+    await sources.add_items(rt.redis, rt.prefix, f"user:{USER}", sources.canonical(url), items)
     brief = {"industry": "coffee", "count": 3, "sources": [url]}
     job = await client.submit("GENERATE_TRENDS", brief, user=USER)
     run = Run(job.id, "GENERATE_TRENDS")

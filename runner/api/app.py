@@ -1,33 +1,31 @@
 """The routes: each one a call of runner's AsyncClient, acting as the user the bearer token names."""
 from __future__ import annotations
 
-import base64
 from collections.abc import AsyncIterator
 from contextlib import asynccontextmanager
 from typing import Annotated, Any, Literal
 
-import orjson
 from fastapi import APIRouter, Depends, FastAPI, Header, Query, Request
-from fastapi.responses import JSONResponse
+from fastapi.responses import JSONResponse, Response
 from fastapi.security import HTTPAuthorizationCredentials, HTTPBearer
 from pydantic import BaseModel, Field
-from sse_starlette import EventSourceResponse, ServerSentEvent
+from sse_starlette import EventSourceResponse
 from starlette.exceptions import HTTPException
 
 from .. import tokens
 from ..admission import unavailable_reason
 from ..client import AsyncClient
 from ..errors import TaskdeckError
-from ..events import Event, Snapshot
 from ..models import Job, JobStatus
+from ..paging import JobPage
 from ..settings import Settings
-from . import problems
+from . import problems, streams
 from .limits import BodyLimit
 
 bearer = HTTPBearer(auto_error=False, description="A token from `python -m runner token create`.")
 ERRORS: dict[int | str, dict[str, Any]] = {
     code: {"model": problems.Problem, "content": {problems.MEDIA_TYPE: {}}}
-    for code in (400, 401, 404, 409, 413, 422, 429, 503)
+    for code in (400, 401, 403, 404, 409, 413, 422, 429, 503)
 }
 
 
@@ -36,11 +34,6 @@ class JobCreate(BaseModel):
     payload: dict[str, Any] = Field(default_factory=dict, description="The type's payload, as its schema says.")
     priority: Literal["high", "normal", "low"] | None = None
     idempotency_key: str | None = Field(None, max_length=200, description="The same key returns the first job.")
-
-
-class JobPage(BaseModel):
-    jobs: list[Job]
-    next_cursor: str | None = Field(description="Pass as `cursor` for the next page; null on the last one.")
 
 
 class TypeInfo(BaseModel):
@@ -84,11 +77,9 @@ async def create_job(body: JobCreate, ac: Acting) -> Job:
 
 @router.get("/jobs", response_model=JobPage)
 async def list_jobs(ac: Acting, status: JobStatus | Literal["active"] | None = None, type: str | None = None,
-                    limit: Annotated[int, Query(ge=1, le=1000)] = 50, cursor: str | None = None) -> JobPage:
-    offset = parse_cursor(cursor)
-    jobs = await ac.list(status=status, type=type, limit=limit + 1, offset=offset)
-    more = len(jobs) > limit
-    return JobPage(jobs=jobs[:limit], next_cursor=make_cursor(offset + limit) if more else None)
+                    limit: Annotated[int, Query(ge=1, le=1000)] = 50,
+                    cursor: Annotated[str | None, Query(max_length=200)] = None) -> JobPage:
+    return await ac.page(status=status, type=type, limit=limit, cursor=cursor)
 
 
 @router.get("/jobs/{job_id}", response_model=Job)
@@ -108,14 +99,20 @@ async def retry_job(job_id: str, ac: Acting) -> Job:
 
 @router.get("/jobs/{job_id}/events", response_class=EventSourceResponse,
             responses={200: {"content": {"text/event-stream": {}},
-                             "description": "`snapshot` (the record), then the job's events until it is final; "
-                                            "reconnect with Last-Event-ID to resume."}})
-async def job_events(job_id: str, ac: Acting,
-                     last_event_id: Annotated[str | None, Header(pattern=r"^\d{1,20}-\d{1,20}$")] = None
-                     ) -> EventSourceResponse:
-    stream = ac.follow(job_id, after=last_event_id)
-    first = await anext(stream)  # an unknown job answers as a problem, before the stream starts
-    return EventSourceResponse(sse(first, stream), ping=15)
+                             "description": "`snapshot` (the record, as of the stream position in its `id`), then "
+                                            "the job's events until it is final, when the stream ends (close the "
+                                            "EventSource then: a reconnect gets what it missed, if anything, and "
+                                            "the final record again). After `TASKDECK_API_STREAM_MAX_S` the stream "
+                                            "ends with a `retry:` hint and the position as `id`: reconnect with "
+                                            "Last-Event-ID to read on. A snapshot comes again only where events "
+                                            "were lost to the stream's cap. 429 past "
+                                            "`TASKDECK_API_STREAMS_PER_USER` open streams."}})
+async def job_events(job_id: str, ac: Acting, request: Request,
+                     last_event_id: Annotated[str | None, Header(max_length=50, description=(
+                         "The `id` of the last event received (an EventSource sends it on its own)."))] = None
+                     ) -> Response:
+    await ac.get(job_id)
+    return await streams.open_stream(request.app.state.hub, ac.store, job_id, ac.user, last_event_id)
 
 
 @router.get("/types", response_model=list[TypeInfo])
@@ -139,7 +136,11 @@ def create_app(settings: Settings | None = None) -> FastAPI:
 
     @asynccontextmanager
     async def lifespan(app: FastAPI) -> AsyncIterator[None]:
+        app.state.hub = hub = streams.Hub(client.store, client.settings.api_streams_per_user,
+                                          client.settings.api_stream_max_s)
+        hub.start()
         yield
+        await hub.stop()
         await client.close()
 
     app = FastAPI(title="Taskdeck", version="1", lifespan=lifespan, responses=ERRORS,
@@ -151,32 +152,3 @@ def create_app(settings: Settings | None = None) -> FastAPI:
     app.add_middleware(BodyLimit, max_bytes=client.settings.api_max_body_bytes)
     return app
 
-
-async def sse(first: Snapshot | Event | None, rest: AsyncIterator[Snapshot | Event | None]
-              ) -> AsyncIterator[ServerSentEvent | dict[str, Any]]:
-    item: Snapshot | Event | None = first
-    while True:
-        if isinstance(item, Snapshot):
-            yield ServerSentEvent(data=item.job.model_dump_json(), event="snapshot", id=item.id)
-        elif isinstance(item, Event):
-            yield ServerSentEvent(data=item.model_dump_json(), event=item.event, id=item.id)
-        try:
-            item = await anext(rest)
-        except StopAsyncIteration:
-            return
-
-
-def make_cursor(offset: int) -> str:
-    return base64.urlsafe_b64encode(orjson.dumps({"offset": offset})).decode()
-
-
-def parse_cursor(cursor: str | None) -> int:
-    if not cursor:
-        return 0
-    try:
-        offset = orjson.loads(base64.urlsafe_b64decode(cursor.encode()))["offset"]
-        if isinstance(offset, int) and 0 <= offset <= 1_000_000:
-            return offset
-    except (ValueError, TypeError, KeyError):
-        pass
-    raise HTTPException(422, "cursor is not one this API gave out; start again without it")

@@ -28,7 +28,7 @@ class BodyLimit:
         await self.app(scope, replay(messages, receive), send)
 
     async def refuse(self, scope: Scope, receive: Receive, send: Send) -> None:
-        response = problem(413, "BodyTooLarge", f"the request body is over {self.max_bytes:,} bytes, the limit "
+        response = problem(413, f"the request body is over {self.max_bytes:,} bytes, the limit "
                            "(TASKDECK_API_MAX_BODY_BYTES)")
         await response(scope, receive, send)
 

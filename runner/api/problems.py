@@ -1,12 +1,19 @@
-"""Errors as RFC 9457 problem details (`application/problem+json`), one status per error kind."""
+"""Errors as RFC 9457 problem details (`application/problem+json`), one status per error kind.
+
+A Taskdeck error's `type` is `urn:taskdeck:problem:<kind>` (e.g. `invalid-payload`), so a client can
+tell kinds apart without parsing `detail`; plain HTTP errors are `about:blank` with the status phrase
+as `title`, as the RFC asks.
+"""
 from __future__ import annotations
 
+import re
+from http import HTTPStatus
 from typing import Any
 
 from fastapi import FastAPI, Request
 from fastapi.exceptions import RequestValidationError
 from fastapi.responses import JSONResponse
-from pydantic import BaseModel
+from pydantic import BaseModel, Field
 from pydantic_core import to_jsonable_python
 from starlette.exceptions import HTTPException
 from starlette.routing import Match, Route
@@ -31,16 +38,21 @@ STATUS: dict[type[TaskdeckError], int] = {
 
 
 class Problem(BaseModel):
-    type: str = "about:blank"
+    type: str = Field("about:blank", description="`urn:taskdeck:problem:<kind>` for Taskdeck's own errors.")
     title: str
     status: int
-    detail: str
-    errors: list[dict[str, Any]] | None = None
+    detail: str = Field(description="What went wrong and what to do about it.")
+    errors: list[dict[str, Any]] | None = Field(None, description="Each invalid field: `loc` (its path), `msg`, "
+                                                "`type` and, for a limit, `ctx` (the limit).")
 
 
-def problem(status: int, title: str, detail: str, errors: list[dict[str, Any]] | None = None,
+def problem(status: int, detail: str, kind: str | None = None, errors: list[dict[str, Any]] | None = None,
             headers: dict[str, str] | None = None) -> JSONResponse:
-    body = Problem(title=title, status=status, detail=detail, errors=errors).model_dump(exclude_none=True)
+    """`kind` is a CamelCase error name (InvalidPayload); without one, a plain HTTP error."""
+    words = re.findall(r"[A-Z][a-z]*", kind or "")
+    body = Problem(type=f"urn:taskdeck:problem:{'-'.join(words).lower()}" if kind else "about:blank",
+                   title=" ".join(words).capitalize() if kind else HTTPStatus(status).phrase,
+                   status=status, detail=detail, errors=errors).model_dump(exclude_none=True)
     return JSONResponse(to_jsonable_python(body, fallback=str), status_code=status, media_type=MEDIA_TYPE, headers=headers)
 
 
@@ -60,12 +72,12 @@ async def taskdeck_error(request: Request, error: Exception) -> JSONResponse:
     if isinstance(error, LimitExceeded) and error.retry_after_s is not None:
         headers = {"Retry-After": str(max(1, error.retry_after_s))}
     errors = field_errors(error.errors) if isinstance(error, InvalidPayload) and error.errors else None
-    return problem(status_of(error), type(error).__name__, str(error), errors, headers)
+    return problem(status_of(error), str(error), type(error).__name__, errors, headers)
 
 
 async def invalid_request(request: Request, error: Exception) -> JSONResponse:
     assert isinstance(error, RequestValidationError)
-    return problem(422, "InvalidRequest", "the request does not match the API's schema; see `errors`",
+    return problem(422, "the request does not match the API's schema; see `errors`", "InvalidRequest",
                    field_errors(list(error.errors())))
 
 
@@ -74,7 +86,7 @@ async def http_error(request: Request, error: Exception) -> JSONResponse:
     headers = dict(error.headers or {})
     if error.status_code == 405:
         headers["Allow"] = ", ".join(allowed_methods(request))
-    return problem(error.status_code, "HTTPError", str(error.detail), headers=headers)
+    return problem(error.status_code, str(error.detail), headers=headers)
 
 
 def allowed_methods(request: Request) -> list[str]:
@@ -86,7 +98,7 @@ def allowed_methods(request: Request) -> list[str]:
 
 
 async def unexpected(request: Request, error: Exception) -> JSONResponse:
-    return problem(500, "InternalError", "the server failed; its log says why")
+    return problem(500, "the server failed; its log says why")
 
 
 def install(app: FastAPI) -> None:

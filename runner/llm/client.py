@@ -5,6 +5,7 @@ from __future__ import annotations
 import asyncio
 import json
 import logging
+import re
 import time
 from collections.abc import Awaitable, Callable, Sequence
 from dataclasses import dataclass, field
@@ -207,10 +208,25 @@ def with_instruction(messages: Sequence[Message], mode: str, result: type[BaseMo
     return out
 
 
+# Credentials an endpoint or a proxy in front of it may echo back in an error body (a proxy that
+# repeats the request's headers would otherwise put the API key into every job's error and the breaker).
+CREDENTIAL = re.compile(
+    r"(?i)(bearer\s+|basic\s+|\b(?:authorization|proxy-authorization|x-api-key|api[-_]?key|access[-_]?token"
+    r"|token|secret|password)[\"']?\s*[:=]\s*[\"']?)[^\s\"',;}]+"
+    r"|\b(?:sk|pk|rk|ghp|xox[abp])[-_][A-Za-z0-9_-]{8,}"
+)
+
+
+def scrub(text: str) -> str:
+    """`text` with anything that looks like a credential replaced by [redacted]."""
+    return CREDENTIAL.sub(lambda m: f"{m.group(1) or ''}[redacted]", text)
+
+
 def describe(error: BaseException | None) -> str:
+    """An endpoint error as one line for job records, logs and the Workers page: credentials scrubbed."""
     if isinstance(error, openai.APIStatusError):
-        return f"HTTP {error.status_code}: {error.message}"[:300]
-    return f"{type(error).__name__}: {error}"[:300]
+        return scrub(f"HTTP {error.status_code}: {error.message}")[:300]
+    return scrub(f"{type(error).__name__}: {error}")[:300]
 
 
 def explain(error: Exception, endpoint: str, model: str, policy: stop_policy) -> Exception:

@@ -34,13 +34,6 @@ if spec.create then
     local first = redis.call('GET', spec.create.idempotency[1])
     if first then return {0, first} end
   end
-  if spec.create.rate then
-    local key, limit, window = spec.create.rate[1], spec.create.rate[2], spec.create.rate[3]
-    if redis.call('ZCOUNT', key, now - window, '+inf') >= limit then
-      local oldest = redis.call('ZRANGEBYSCORE', key, now - window, '+inf', 'WITHSCORES', 'LIMIT', 0, 1)
-      return {0, 'rate:' .. tostring(math.ceil(tonumber(oldest[2]) + window - now))}
-    end
-  end
 elseif not exists then
   return {0, ''}
 elseif spec.from ~= cjson.null and spec.from ~= nil then
@@ -57,6 +50,15 @@ for _, key in ipairs(spec.absent or {}) do
 end
 for _, key in ipairs(spec.not_in or {}) do
   if redis.call('ZSCORE', key, id) then return {0, old} end
+end
+-- A sliding-window admission (submits and manual retries per user per hour): checked last, so a
+-- change that another guard refuses uses up nothing.
+if spec.rate then
+  local key, limit, window = spec.rate[1], spec.rate[2], spec.rate[3]
+  if redis.call('ZCOUNT', key, now - window, '+inf') >= limit then
+    local oldest = redis.call('ZRANGEBYSCORE', key, now - window, '+inf', 'WITHSCORES', 'LIMIT', 0, 1)
+    return {0, 'rate:' .. tostring(math.ceil(tonumber(oldest[2]) + window - now))}
+  end
 end
 
 local score
@@ -127,12 +129,13 @@ if spec.create then
   if spec.create.idempotency then
     redis.call('SET', spec.create.idempotency[1], id, 'EX', spec.create.idempotency[2])
   end
-  if spec.create.rate then
-    local key, window = spec.create.rate[1], spec.create.rate[3]
-    redis.call('ZREMRANGEBYSCORE', key, '-inf', now - window)
-    redis.call('ZADD', key, now, id)
-    redis.call('EXPIRE', key, window)
-  end
+end
+if spec.rate then
+  local key, window = spec.rate[1], spec.rate[3]
+  redis.call('ZREMRANGEBYSCORE', key, '-inf', now - window)
+  -- one member per admission: a retried job counts again
+  redis.call('ZADD', key, now, id .. '@' .. tostring(now))
+  redis.call('EXPIRE', key, window)
 end
 
 local set = {}

@@ -92,7 +92,8 @@ async def generate(ctx: TaskContext, brief: P, recipe: Recipe[P, R]) -> dict[str
     context: list[str] = []
     if recipe.sources:
         async with ctx.step(GATHER):
-            context = await sources.context(session.rt.redis, session.rt.prefix, recipe.sources(brief))
+            owner = await sources.job_owner(session.rt, ctx.job_id)
+            context = await sources.context(session.rt.redis, session.rt.prefix, owner, recipe.sources(brief))
     parts = recipe.plan(brief)
     done = session.resumed(parts)
     if done:

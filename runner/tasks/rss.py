@@ -45,27 +45,28 @@ def item(entry: Any) -> sources.FeedItem:
 async def sync_rss(ctx: TaskContext, payload: RssPayload) -> dict[str, object]:
     rt = runtime()
     url = sources.canonical(payload.url)
+    owner = await sources.job_owner(rt, ctx.job_id)
     async with ctx.step("Fetch"):
-        known = await sources.ensure_healthy(rt.redis, rt.prefix, url)
+        known = await sources.ensure_healthy(rt.redis, rt.prefix, owner, url)
         validators = (("If-None-Match", known.etag), ("If-Modified-Since", known.last_modified))
         conditional = {name: value for name, value in validators if value}
         try:
-            feed = await sources.fetch(url, conditional)
+            feed = await sources.fetch(url, conditional, allow=rt.settings.fetch_allow)
         except (sources.SourceFailed, Fatal) as e:
-            await sources.failed(rt.redis, rt.prefix, url, "feed", str(e))
+            await sources.failed(rt.redis, rt.prefix, owner, url, "feed", str(e))
             raise
     if feed.status == 304:
-        await sources.succeeded(rt.redis, rt.prefix, url, "feed")
+        await sources.succeeded(rt.redis, rt.prefix, owner, url, "feed")
         return {"url": url, "title": None, "new": 0, "skipped": 0, "not_modified": True, "items": []}
     async with ctx.step("Parse"):
         try:
             title, items = await asyncio.to_thread(parse, feed.body, payload.max_items)
         except Fatal as e:
-            await sources.failed(rt.redis, rt.prefix, url, "feed", str(e))
+            await sources.failed(rt.redis, rt.prefix, owner, url, "feed", str(e))
             raise
     async with ctx.step("Store new items"):
-        new = await sources.add_items(rt.redis, rt.prefix, url, items)
-        await sources.succeeded(rt.redis, rt.prefix, url, "feed", etag=feed.headers.get("etag"),
+        new = await sources.add_items(rt.redis, rt.prefix, owner, url, items)
+        await sources.succeeded(rt.redis, rt.prefix, owner, url, "feed", etag=feed.headers.get("etag"),
                                 last_modified=feed.headers.get("last-modified"))
     return {"url": url, "title": title, "new": len(new), "skipped": len(items) - len(new), "not_modified": False,
             "items": [i.model_dump() for i in new]}

@@ -34,12 +34,13 @@ def extract(html: bytes, url: str) -> dict[str, str | None]:
 async def scrape_website(ctx: TaskContext, payload: ScrapePayload) -> dict[str, object]:
     rt = runtime()
     url = sources.canonical(payload.url)
+    owner = await sources.job_owner(rt, ctx.job_id)
     async with ctx.step("Fetch"):
-        await sources.ensure_healthy(rt.redis, rt.prefix, url)
+        await sources.ensure_healthy(rt.redis, rt.prefix, owner, url)
         try:
-            page = await sources.fetch(url)
+            page = await sources.fetch(url, allow=rt.settings.fetch_allow)
         except (sources.SourceFailed, Fatal) as e:
-            await sources.failed(rt.redis, rt.prefix, url, "page", str(e))
+            await sources.failed(rt.redis, rt.prefix, owner, url, "page", str(e))
             raise
     async with ctx.step("Extract"):
         found = await asyncio.to_thread(extract, page.body, page.url)
@@ -49,6 +50,6 @@ async def scrape_website(ctx: TaskContext, payload: ScrapePayload) -> dict[str, 
         text = found["text"] or ""
         kept = sources.Page(url=url, final_url=page.url, title=found.get("title"), author=found.get("author"),
                             date=found.get("date"), text=text[: payload.max_chars], fetched_at=utcnow())
-        await sources.save_page(rt.redis, rt.prefix, url, kept)
-        await sources.succeeded(rt.redis, rt.prefix, url, "page")
+        await sources.save_page(rt.redis, rt.prefix, owner, url, kept)
+        await sources.succeeded(rt.redis, rt.prefix, owner, url, "page")
     return {**kept.model_dump(mode="json"), "chars": len(text), "truncated": len(text) > payload.max_chars}
