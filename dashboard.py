@@ -8,7 +8,8 @@ import streamlit as st
 from runner import AccessDenied
 from runner.access import Principal
 from ui import menu, notify, session
-from ui.text import literal
+from ui.alerts import alert
+from ui.text import md, trusted
 
 st.set_page_config(page_title="Taskdeck", page_icon="🗂️", layout="wide")
 
@@ -18,24 +19,23 @@ def sign_in() -> None:
     st.write("Sign in to see and run background jobs.")
     names = session.providers()
     for name in names or [None]:
-        label = f"Sign in with {name}" if name and len(names) > 1 else "Sign in"
-        st.button(label, key=f"login:{name}", type="primary", icon=":material/login:", on_click=st.login,
-                  args=(name,) if name else ())
+        st.button(md("Sign in with {}", name) if name and len(names) > 1 else "Sign in", key=f"login:{name}",
+                  type="primary", icon=":material/login:", on_click=st.login, args=(name,) if name else ())
 
 
 def denied(reason: AccessDenied) -> None:
     st.title("Access denied")
-    st.error(str(reason), icon=":material/block:")
+    alert(reason, icon=":material/block:")
     st.caption("Sign out, then sign in with an account an admin has added to TASKDECK_ROLES.")
     st.button("Log out", icon=":material/logout:", on_click=st.logout)
 
 
 def who(me: Principal) -> None:
     if session.acting_user() is None:
-        st.caption(f":material/person: Local mode: you are {me.email} (no sign-in configured)")
+        st.caption(trusted(f":material/person: Local mode: you are {me.email} (no sign-in configured)"))
         return
-    st.caption(f":material/person: Signed in as {literal(me.email)}")
-    st.badge(f"Role: {me.role.value}", icon=":material/badge:", color="blue")
+    st.caption(md(":material/person: Signed in as {}", me.email))
+    st.badge(trusted(f"Role: {me.role.value}"), icon=":material/badge:", color="blue")
     st.button("Log out", icon=":material/logout:", on_click=st.logout, key="logout")
 
 

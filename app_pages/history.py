@@ -11,9 +11,11 @@ import streamlit as st
 from runner import JobStatus
 from runner.access import Action
 from runner.history import FINISHED, HistoryQuery
+from ui.alerts import stop_on_refusal
 from ui.export import ChunkStream
 from ui.session import client
 from ui.tables import HISTORY_COLUMNS, history_rows
+from ui.text import md, trusted
 
 PAGE_SIZES = [25, 50, 100, 200]
 RETRY_ALL_LIMIT = 1000
@@ -65,11 +67,12 @@ def confirm_retry_all(query: HistoryQuery) -> None:
     failed = query.model_copy(update={"status": [JobStatus.failed]})
     found = c.history(failed, limit=0)
     n = min(found.total, RETRY_ALL_LIMIT)
-    st.write(f"Queue **{n:,}** failed job{'s' if n != 1 else ''} matching the filter again"
-             + (f" (the newest {RETRY_ALL_LIMIT:,}; click again for more)" if found.total > RETRY_ALL_LIMIT else "")
+    st.write(md("Queue **{:,}** failed {}", n, trusted("job" if n == 1 else "jobs"))
+             + (md(" (the newest {:,}; click again for more)", RETRY_ALL_LIMIT) if found.total > RETRY_ALL_LIMIT
+                else "")
              + ". Each keeps its id and gets a fresh set of attempts.")
     yes, no = st.columns(2)
-    if yes.button(f"Retry {n:,} jobs", type="primary", icon=":material/replay:", disabled=n == 0):
+    if yes.button(md("Retry {:,} jobs", n), type="primary", icon=":material/replay:", disabled=n == 0):
         result = c.retry_matching(query, limit=RETRY_ALL_LIMIT)
         state.h_flash, state.h_confirm = (len(result.done), len(result.errors)), False
         st.rerun()
@@ -83,16 +86,18 @@ signature = hashlib.sha1(f"{query.model_dump_json()}|{size}".encode()).hexdigest
 if state.get("h_signature") != signature:
     state.h_signature, state.h_page = signature, 1
 
-page = c.history(query, limit=size, offset=(state.h_page - 1) * size)
+with stop_on_refusal():
+    page = c.history(query, limit=size, offset=(state.h_page - 1) * size)
 pages = max(1, math.ceil(page.total / size))
 if flash := state.pop("h_flash", None):
-    st.toast(f"Retried {flash[0]} job(s)" + (f"; {flash[1]} refused" if flash[1] else ""), icon=":material/replay:")
+    st.toast(md("Retried {} job(s)", flash[0]) + (md("; {} refused", flash[1]) if flash[1] else ""),
+             icon=":material/replay:")
 
 first = (state.h_page - 1) * size + 1 if page.jobs else 0
-count = f"{page.total:,}" if page.exact else f"at least {page.total:,}"
-st.caption(f"Jobs {first:,}–{first + len(page.jobs) - 1 if page.jobs else 0:,} of {count}, newest first."
-           + ("" if page.exact else f" The search read the newest {page.scanned:,} entries of the matching index; "
-              "narrow the filters or the dates to reach older ones."))
+count = md("{:,}", page.total) if page.exact else md("at least {:,}", page.total)
+st.caption(md("Jobs {:,}–{:,} of {}, newest first.", first, first + len(page.jobs) - 1 if page.jobs else 0, count)
+           + ("" if page.exact else md(" The search read the newest {:,} entries of the matching index; narrow the "
+                                       "filters or the dates to reach older ones.", page.scanned)))
 if not page.jobs:
     st.info("No jobs match these filters.", icon=":material/filter_alt_off:")
 table = st.dataframe(history_rows(page.jobs), key=f"history_table_{signature}_{state.h_page}", hide_index=True,
@@ -106,14 +111,14 @@ if nav[0].button("Previous", icon=":material/chevron_left:", disabled=state.h_pa
 if nav[1].button("Next", icon=":material/chevron_right:", disabled=state.h_page >= pages and page.exact):
     state.h_page += 1
     st.rerun()
-nav[2].caption(f"Page {state.h_page} of {pages:,}{'' if page.exact else '+'}")
+nav[2].caption(md("Page {} of {:,}", state.h_page, pages) + ("" if page.exact else "+"))
 
 row = st.columns([2, 3, 2, 3])
 if acts:
     picked = [page.jobs[i] for i in table.selection.rows if i < len(page.jobs)]
     retryable = [job.id for job in picked if job.status in (JobStatus.failed, JobStatus.cancelled)
                  and c.principal.acts_on(job.user_id)]
-    if row[0].button(f"Retry selected ({len(retryable)})", icon=":material/replay:", disabled=not retryable):
+    if row[0].button(md("Retry selected ({})", len(retryable)), icon=":material/replay:", disabled=not retryable):
         result = c.retry_many(retryable)
         state.h_flash = (len(result.done), len(result.errors))
         st.rerun()

@@ -3,6 +3,8 @@ attempts with errors and tracebacks, audit; cancel and retry. Live while the job
 from __future__ import annotations
 
 import json
+from collections.abc import Callable
+from datetime import datetime
 
 import streamlit as st
 
@@ -11,9 +13,10 @@ from runner.access import Action
 from runner.admission import needs_llm
 from runner.models import utcnow
 from ui import charts
+from ui.alerts import alert, message
 from ui.session import client, guard
-from ui.text import ago, literal, seconds, short, until
 from ui.tables import elapsed
+from ui.text import Markdown, ago, md, seconds, short, trusted, until
 
 RESULT_SHOWN_CHARS = 50_000
 STATUS_COLORS = {"queued": "gray", "processing": "blue", "retrying": "orange", "completed": "green",
@@ -31,7 +34,7 @@ def pick() -> None:
         st.rerun()
     st.caption("Recent jobs")
     for job in c.list(limit=10):
-        st.page_link("app_pages/job.py", label=f"{short(job.id)} · {job.type} · {job.status.value}",
+        st.page_link("app_pages/job.py", label=trusted(f"{short(job.id)} · {job.type} · {job.status.value}"),
                      query_params={"id": job.id})
 
 
@@ -41,22 +44,22 @@ def actions(job: Job) -> None:
     left, middle, right, _ = st.columns([1.2, 1.2, 2, 4])
     if me.can(Action.cancel) and mine and left.button("Cancel", icon=":material/cancel:",
                                                        disabled=job.status.terminal):
-        act(lambda: c.cancel(job.id), "Cancel requested")
+        act(lambda: c.cancel(job.id), trusted("Cancel requested"))
     if me.can(Action.retry) and mine and middle.button(
             "Retry", icon=":material/replay:", disabled=job.status.value not in ("failed", "cancelled")):
-        act(lambda: c.retry(job.id), "Queued again")
+        act(lambda: c.retry(job.id), trusted("Queued again"))
     if me.can(Action.submit):
         right.page_link("app_pages/submit.py", label="Retry with edited inputs", icon=":material/edit_note:",
                         query_params={"from": job.id}, disabled=not job.status.terminal)
 
 
-def act(action, done: str) -> None:
+def act(action: Callable[[], Job], done: Markdown) -> None:
     try:
         job = action()
     except TaskdeckError as e:
-        st.toast(f"{literal(e, 160)}", icon=":material/error:")
+        st.toast(message(e), icon=":material/error:")
         return
-    st.toast(f"{done}: job is {job.status.value}", icon=":material/check_circle:")
+    st.toast(md("{}: job is {}", done, job.status.value), icon=":material/check_circle:")
     st.rerun()
 
 
@@ -83,31 +86,32 @@ def story() -> None:
             show_audit(job)
 
 
-def overview(job: Job, now) -> None:
-    st.badge(job.status.value, color=STATUS_COLORS.get(job.status.value, "gray"))
+def overview(job: Job, now: datetime) -> None:
+    st.badge(trusted(job.status.value), color=STATUS_COLORS.get(job.status.value, "gray"))
     cols = st.columns(5)
-    cols[0].metric("Progress", f"{job.progress:.0f} %", border=True)
-    cols[1].metric("Attempts", f"{job.attempts} of {job.max_attempts}", border=True)
+    cols[0].metric("Progress", md("{:.0f} %", job.progress), border=True)
+    cols[1].metric("Attempts", md("{} of {}", job.attempts, job.max_attempts), border=True)
     cols[2].metric("Elapsed", seconds(elapsed(job, now)), border=True)
     if job.status.terminal:
         cols[3].metric("Finished", ago(job.completed_at, now), border=True)
     else:
         cols[3].metric("ETA", until(job.eta, now) if job.eta else "—", border=True)
-    cols[4].metric("Priority", job.priority.value, border=True)
+    cols[4].metric("Priority", trusted(job.priority.value), border=True)
     if not job.status.terminal:
-        st.progress(min(1.0, job.progress / 100), text=job.current_step or job.status.value)
+        st.progress(min(1.0, job.progress / 100),
+                    text=md("{}", job.current_step) if job.current_step else trusted(job.status.value))
     if reason := getattr(job, "waiting_reason", None):
-        st.info(reason, icon=":material/pause_circle:")
+        st.info(md("{}", reason), icon=":material/pause_circle:")
     if job.next_attempt_at and job.status.value == "retrying":
-        st.caption(f"Next attempt {until(job.next_attempt_at, now)}.")
+        st.caption(md("Next attempt {}.", until(job.next_attempt_at, now)))
     if job.last_error:
         st.caption("Last error")
         st.code(job.last_error, language=None, wrap_lines=True)
     if uses_llm(job):
         cols = st.columns(5)
-        cols[0].metric("Tokens in", f"{job.tokens_in:,}", border=True)
-        cols[1].metric("Tokens out", f"{job.tokens_out:,}", border=True)
-        cols[2].metric("Cost", f"${job.cost_usd:,.4f}", border=True, help="From TASKDECK_LLM_PRICES, all attempts")
+        cols[0].metric("Tokens in", md("{:,}", job.tokens_in), border=True)
+        cols[1].metric("Tokens out", md("{:,}", job.tokens_out), border=True)
+        cols[2].metric("Cost", md("${:,.4f}", job.cost_usd), border=True, help="From TASKDECK_LLM_PRICES, all attempts")
 
 
 def uses_llm(job: Job) -> bool:
@@ -128,7 +132,7 @@ def show_usage(job: Job) -> None:
     st.dataframe([{"Step": u.step, "Calls": u.calls, "Tokens in": u.tokens_in, "Tokens out": u.tokens_out,
                    "Cost": u.cost_usd} for u in used.steps], hide_index=True, width="stretch",
                  column_config={"Cost": st.column_config.NumberColumn("Cost", format="$%.4f")})
-    st.markdown(f"**Calls** ({len(used.calls)}, oldest first)")
+    st.markdown(md("**Calls** ({}, oldest first)", len(used.calls)))
     st.dataframe([{"At": call.at, "Step": call.step or "", "Part": call.part or "", "Model": call.model,
                    "Tokens in": call.tokens_in, "Tokens out": call.tokens_out, "Cost": call.cost_usd,
                    "Seconds": round(call.seconds, 2), "Tries": call.tries, "Throttled": call.throttled,
@@ -140,7 +144,7 @@ def show_usage(job: Job) -> None:
                          "Estimated", help="The endpoint reported no usage; tokens counted as characters / 4")})
 
 
-def show_steps(job: Job, now) -> None:
+def show_steps(job: Job, now: datetime) -> None:
     frame = charts.attempts_steps(job, now)
     if frame.empty:
         st.caption("No steps reported yet.")
@@ -167,7 +171,7 @@ def show_output(job: Job) -> None:
         return
     st.caption("Result")
     if isinstance(job.result, dict) and "artifact" in job.result:
-        st.caption(f"Large result kept as an artifact ({job.result.get('bytes', 0):,} bytes); preview:")
+        st.caption(md("Large result kept as an artifact ({} bytes); preview:", job.result.get("bytes", 0)))
         st.code(str(job.result.get("preview", "")), language="json", wrap_lines=True)
         st.download_button("Download the full result (JSON)", data=lambda: c.artifact(job.id) or "",
                            file_name=f"{job.id}.json", mime="application/json", icon=":material/download:",
@@ -189,8 +193,8 @@ def show_attempts(job: Job) -> None:
         ended = attempt.finished_at and attempt.started_at
         took = (attempt.finished_at - attempt.started_at).total_seconds() if ended else None
         with st.container(border=True):
-            st.markdown(f"**Attempt {attempt.number}** · {literal(attempt.outcome)} · {seconds(took)}"
-                        + (f" · worker {literal(attempt.worker)}" if attempt.worker else ""))
+            st.markdown(md("**Attempt {}** · {} · {}", attempt.number, attempt.outcome, seconds(took))
+                        + (md(" · worker {}", attempt.worker) if attempt.worker else ""))
             if attempt.error:
                 st.code(attempt.error, language=None, wrap_lines=True)
             if attempt.traceback:
@@ -218,10 +222,10 @@ try:
     current = c.get(job_id)
 except JobNotFound as e:
     st.title("Job")
-    st.warning(str(e), icon=":material/search_off:")
+    alert(e, "warning", icon=":material/search_off:")
     st.stop()
-st.title(f"{current.type} · {short(current.id)}")
-st.caption(f"Job {literal(current.id)}")
+st.title(trusted(f"{current.type} · {short(current.id)}"))
+st.caption(md("Job {}", current.id))
 actions(current)
 running = not current.status.terminal
 st.fragment(story, run_every=1 if running else None)()

@@ -12,7 +12,7 @@ from runner.access import Action
 from runner.models import utcnow
 from ui.session import client, guard
 from ui.tables import LIVE_COLUMNS, live_rows
-from ui.text import literal
+from ui.text import joined, md, trusted
 
 state = st.session_state
 me = client().principal
@@ -30,8 +30,8 @@ def cancel(job_ids: list[str]) -> None:
     with guard(reconnect=False):
         result = client().cancel_many(job_ids)
         errors = list(result.errors.values())[:3]
-        st.toast(f"Cancelled {len(result.done)} of {len(job_ids)}" + "".join(f" · {literal(e, 100)}" for e in errors),
-                 icon=":material/cancel:")
+        st.toast(joined([md("Cancelled {} of {}", len(result.done), len(job_ids)),
+                         *(md("{}", e, limit=100) for e in errors)], " · "), icon=":material/cancel:")
 
 
 def clear_finished() -> None:
@@ -58,8 +58,8 @@ def board() -> None:
         if acts:
             picked = [ordered[i].job for i in table.selection.rows if i < len(ordered)]
             cancellable = [job.id for job in picked if not job.status.terminal and me.acts_on(job.user_id)]
-            left.button(f"Cancel selected ({len(cancellable)})", icon=":material/cancel:", disabled=not cancellable,
-                        on_click=cancel, args=(cancellable,))
+            left.button(md("Cancel selected ({})", len(cancellable)), icon=":material/cancel:",
+                        disabled=not cancellable, on_click=cancel, args=(cancellable,))
         if any(row.job.status.terminal for row in ordered):
             right.button("Clear finished", icon=":material/clear_all:", on_click=clear_finished)
 
@@ -74,11 +74,11 @@ def order(seen: list[str], rows: dict[str, object]) -> list[str]:
 def header(depth: dict[Priority, int], workers: int, stalled: int, truncated: bool) -> None:
     cols = st.columns(5)
     for col, priority in zip(cols, Priority):
-        col.metric(f"Queued · {priority.value}", depth.get(priority, 0), border=True)
-    cols[3].metric("Workers online", workers, border=True)
+        col.metric(trusted(f"Queued · {priority.value}"), md("{}", depth.get(priority, 0)), border=True)
+    cols[3].metric("Workers online", md("{}", workers), border=True)
     with cols[4]:
         if stalled:
-            st.badge(f"{stalled} stalled", icon=":material/warning:", color="orange")
+            st.badge(md("{} stalled", stalled), icon=":material/warning:", color="orange")
         if not workers:
             st.badge("no worker running", icon=":material/power_off:", color="red")
         if truncated:
@@ -86,5 +86,5 @@ def header(depth: dict[Priority, int], workers: int, stalled: int, truncated: bo
 
 
 board()
-st.caption(f"A running job is marked stalled when its record has not changed for "
-           f"{client().settings.stalled_after_s:g} s (TASKDECK_STALLED_AFTER_S).")
+st.caption(md("A running job is marked stalled when its record has not changed for {:g} s "
+              "(TASKDECK_STALLED_AFTER_S).", client().settings.stalled_after_s))

@@ -3,40 +3,39 @@ time range, from the metric buckets (per minute for 1h and 24h, per hour for 7d 
 from __future__ import annotations
 
 from collections.abc import Callable
+from typing import Any
 
 import pandas as pd
 import streamlit as st
 from plotly.graph_objects import Figure
 
-from runner import AccessDenied
 from runner.llm import status
 from ui import charts
+from ui.alerts import stop_on_refusal
 from ui.session import client
-from ui.text import percent, seconds
+from ui.text import Markdown, md, percent, seconds, trusted
 
 c = client()
 st.title("Metrics")
 span = st.segmented_control("Time range", ["1h", "24h", "7d", "30d"], default="24h", key="metrics_span",
                             required=True, persist_state="session") or "24h"
-try:
+with stop_on_refusal(icon=":material/lock:"):
     window = c.metrics(span)
-except AccessDenied as e:
-    st.warning(str(e), icon=":material/lock:")
-    st.stop()
 
 totals = st.columns(5)
-totals[0].metric("Submitted", f"{window.total('submitted'):,.0f}", border=True)
-totals[1].metric("Completed", f"{window.total('completed'):,.0f}", border=True)
-totals[2].metric("Failed", f"{window.total('failed'):,.0f}", border=True)
+totals[0].metric("Submitted", md("{:,.0f}", window.total("submitted")), border=True)
+totals[1].metric("Completed", md("{:,.0f}", window.total("completed")), border=True)
+totals[2].metric("Failed", md("{:,.0f}", window.total("failed")), border=True)
 totals[3].metric("Success rate", percent(window.success_rate()), border=True)
 totals[4].metric("Mean wait", seconds(window.mean_wait_s()), border=True)
 step = "minute" if window.resolution == "1m" else "hour"
 
 
-def panel(column, title: str, figure: Callable[[], Figure], empty: bool, note: str = "") -> None:
+def panel(column: Any, title: Markdown, figure: Callable[[], Figure], empty: bool,
+          note: Markdown | None = None) -> None:
     """A chart in a bordered box; the figure is built only when there is something to draw."""
     with column.container(border=True):
-        st.markdown(f"**{title}**")
+        st.markdown(md("**{}**", title))
         if empty:
             st.caption(note or "No data in this range yet.")
         else:
@@ -45,20 +44,21 @@ def panel(column, title: str, figure: Callable[[], Figure], empty: bool, note: s
 
 depth = window.queue_depth()
 left, right = st.columns(2)
-panel(left, "Queue depth per priority", lambda: charts.queue_depth(depth, window.span), not depth,
-      "No samples yet: workers sample the queue depth every few seconds while they run.")
+panel(left, trusted("Queue depth per priority"), lambda: charts.queue_depth(depth, window.span), not depth,
+      trusted("No samples yet: workers sample the queue depth every few seconds while they run."))
 done = window.throughput()
-panel(right, f"Completed and failed per {step}", lambda: charts.throughput(done, window.span),
+panel(right, trusted(f"Completed and failed per {step}"), lambda: charts.throughput(done, window.span),
       not any(r["completed"] or r["failed"] for r in done))
 left, right = st.columns(2)
 rates = window.success_over_time()
-panel(left, f"Success rate per {step}", lambda: charts.success_rate(rates, window.span),
+panel(left, trusted(f"Success rate per {step}"), lambda: charts.success_rate(rates, window.span),
       all(r["success_rate"] is None for r in rates))
 durations = window.durations()
-panel(right, "Duration p50 / p95 per type (s)", lambda: charts.durations(durations), not durations)
+panel(right, trusted("Duration p50 / p95 per type (s)"), lambda: charts.durations(durations), not durations)
 left, right = st.columns(2)
 waits = window.wait_histogram()
-panel(left, "Wait before the first start", lambda: charts.wait_histogram(waits), not any(r["count"] for r in waits))
+panel(left, trusted("Wait before the first start"), lambda: charts.wait_histogram(waits),
+      not any(r["count"] for r in waits))
 with right.container(border=True):
     st.markdown("**Duration per type**")
     if durations:
@@ -90,20 +90,20 @@ st.subheader("LLM usage and cost")
 usage = status.cost_over_time(window)
 spent = [row for row in usage if row["calls"] or row["cost_usd"]]
 llm = st.columns(5)
-llm[0].metric("Cost", f"${sum(r['cost_usd'] for r in usage):,.4f}", border=True)
-llm[1].metric("Tokens in", f"{sum(r['tokens_in'] for r in usage):,}", border=True)
-llm[2].metric("Tokens out", f"{sum(r['tokens_out'] for r in usage):,}", border=True)
-llm[3].metric("LLM calls", f"{sum(r['calls'] for r in usage):,}", border=True)
-llm[4].metric("Throttled (429)", f"{sum(r['throttled'] for r in usage):,}", border=True,
+llm[0].metric("Cost", md("${:,.4f}", sum(r["cost_usd"] for r in usage)), border=True)
+llm[1].metric("Tokens in", md("{:,}", sum(r["tokens_in"] for r in usage)), border=True)
+llm[2].metric("Tokens out", md("{:,}", sum(r["tokens_out"] for r in usage)), border=True)
+llm[3].metric("LLM calls", md("{:,}", sum(r["calls"] for r in usage)), border=True)
+llm[4].metric("Throttled (429)", md("{:,}", sum(r["throttled"] for r in usage)), border=True,
               help="Calls that waited out a 429 from the endpoint")
 if not spent:
     st.caption("No LLM calls in this range.")
 else:
-    panel(st, f"Cost and tokens per {step}", lambda: charts.llm_cost(usage, window.span), False)
+    panel(st, trusted(f"Cost and tokens per {step}"), lambda: charts.llm_cost(usage, window.span), False)
     overall = window.overall()  # cost_by adds over buckets: one bucket of the range's sums
     for column, (kind, title) in zip(st.columns(3), (("type", "Task type"), ("user", "User"), ("model", "Model"))):
         with column.container(border=True):
-            st.markdown(f"**Cost by {title.lower()}**")
+            st.markdown(trusted(f"**Cost by {title.lower()}**"))
             costs = status.cost_by(overall, kind)
             if costs:
                 st.dataframe(pd.DataFrame({title: list(costs), "Cost": list(costs.values())}), hide_index=True,

@@ -4,6 +4,7 @@ the audit log. Every change goes through runner's Client, which checks the role 
 from __future__ import annotations
 
 import json
+from collections.abc import Callable
 from datetime import datetime, timezone
 from typing import Any
 
@@ -14,11 +15,12 @@ from pydantic import ValidationError
 from runner import InvalidPayload, Priority, TaskdeckError
 from runner.access import Action
 from runner.admission import unavailable_reason
-from runner.schedules import Schedule
 from runner.models import utcnow
+from runner.schedules import Schedule
+from ui.alerts import alert, message
 from ui.forms import Form, errors_by_field
 from ui.session import client
-from ui.text import ago, literal, until
+from ui.text import Markdown, ago, md, trusted, until
 
 KINDS = {"user": "User (email)", "org": "Organisation", "type": "Task type"}
 AUDIT_SIZES = [100, 500, 2000]
@@ -26,30 +28,34 @@ AUDIT_SIZES = [100, 500, 2000]
 c, state = client(), st.session_state
 st.title("Settings")
 if not c.principal.can(Action.settings):
-    st.warning(f"Settings are for admins only; your role is {c.principal.role.value}. Ask an admin to change limits "
-               "or schedules.", icon=":material/lock:")
+    st.warning(trusted(f"Settings are for admins only; your role is {c.principal.role.value}. Ask an admin to "
+                       "change limits or schedules."), icon=":material/lock:")
     st.stop()
 
 
-def flash(message: str, ok: bool = True) -> None:
-    state.settings_flash = (message, ok)
+def flash(said: Markdown, ok: bool = True) -> None:
+    state.settings_flash = (said, ok)
 
 
-def attempt(action: Any, message: str) -> bool:
+def attempt(action: Callable[[], object], done: Markdown) -> bool:
     try:
         action()
     except TaskdeckError as e:
-        flash(literal(e, 300), ok=False)
+        flash(message(e), ok=False)
         return False
-    flash(message)
+    flash(done)
     return True
 
 
-if shown := state.pop("settings_flash", None):
-    message, ok = shown
-    st.toast(message, icon=":material/check_circle:" if ok else ":material/error:")
+def show_flash(said: Markdown, ok: bool) -> None:
+    """The outcome of the last action: a toast, and an error box too when it failed."""
+    st.toast(said, icon=":material/check_circle:" if ok else ":material/error:")
     if not ok:
-        st.error(message, icon=":material/error:")
+        st.error(said, icon=":material/error:")
+
+
+if shown := state.pop("settings_flash", None):
+    show_flash(*shown)
 
 
 def defaults() -> list[dict[str, Any]]:
@@ -101,11 +107,12 @@ def limits() -> None:
         if save.button("Save override", type="primary", icon=":material/save:", key="limit_save"):
             if not name:
                 st.error("Say which user or organisation the limit is for.", icon=":material/error:")
-            elif attempt(lambda: c.set_limit(kind, name, int(value)), f"Limit {kind}:{literal(name)} = {int(value)}"):
+            elif attempt(lambda: c.set_limit(kind, name, int(value)), md("Limit {}:{} = {}", trusted(kind), name,
+                                                                          int(value))):
                 st.rerun()
         if remove.button("Remove override", icon=":material/delete:", key="limit_remove",
                          disabled=f"{kind}:{name}" not in overrides):
-            if attempt(lambda: c.set_limit(kind, name, None), f"Override {kind}:{literal(name)} removed"):
+            if attempt(lambda: c.set_limit(kind, name, None), md("Override {}:{} removed", trusted(kind), name)):
                 st.rerun()
 
 
@@ -120,7 +127,7 @@ def load_schedule(schedule: Schedule) -> None:
 
 
 def delete_schedule(name: str) -> None:
-    attempt(lambda: c.delete_schedule(name), f"Schedule {literal(name)} deleted")
+    attempt(lambda: c.delete_schedule(name), md("Schedule {} deleted", name))
 
 
 def schedules() -> None:
@@ -139,16 +146,16 @@ def schedules() -> None:
         name = pick.selectbox("Schedule", [s.name for s in found], key="sched_pick")
         chosen = next(s for s in found if s.name == name)
         if run.button("Run now", icon=":material/play_arrow:", key="sched_run"):
-            if attempt(lambda: c.run_schedule(name), f"Schedule {literal(name)} submitted a run"):
+            if attempt(lambda: c.run_schedule(name), md("Schedule {} submitted a run", name)):
                 st.rerun()
         if pause.button("Resume" if chosen.paused else "Pause", key="sched_pause",
                         icon=":material/play_circle:" if chosen.paused else ":material/pause_circle:"):
             if attempt(lambda: c.pause_schedule(name, not chosen.paused),
-                       f"Schedule {literal(name)} {'resumed' if chosen.paused else 'paused'}"):
+                       md("Schedule {} {}", name, trusted("resumed" if chosen.paused else "paused"))):
                 st.rerun()
         edit.button("Edit", icon=":material/edit:", key="sched_edit", on_click=load_schedule, args=(chosen,))
         with delete.popover("Delete", icon=":material/delete:"):
-            st.write(f"Delete schedule {literal(name)}? Jobs it already submitted stay.")
+            st.write(md("Delete schedule {}? Jobs it already submitted stay.", name))
             st.button("Delete schedule", type="primary", key="sched_delete", on_click=delete_schedule, args=(name,))
 
     st.markdown("**Add or replace a schedule** (a schedule of the same name is replaced)")
@@ -156,7 +163,7 @@ def schedules() -> None:
     type_name = st.selectbox("Task type", list(types), key="sched_type")
     task_type = types[type_name]
     if reason := unavailable_reason(task_type, c.settings):
-        st.warning(f"{reason}. Until then its scheduled runs are refused.", icon=":material/block:")
+        st.warning(trusted(f"{reason}. Until then its scheduled runs are refused."), icon=":material/block:")
     errors: dict[str, list[str]] = state.get("sched_errors", {})
     state.setdefault("sched_priority", task_type.priority.value)
     initial_type, initial = state.get("sched_initial", (None, None))
@@ -169,8 +176,8 @@ def schedules() -> None:
                                  "6 hours; times are UTC")
         priority = top[2].selectbox("Priority", [p.value for p in Priority], key="sched_priority")
         for field, messages in errors.items():
-            for message in messages:
-                st.error(f"{field}: {message}", icon=":material/error:")
+            for text in messages:
+                st.error(message(f"{field}: {text}"), icon=":material/error:")
         st.markdown("**Payload**")
         form = Form(task_type.schema(), f"sched_payload:{type_name}", state.get("sched_payload_errors", {}),
                     initial if initial_type == type_name else None)
@@ -198,9 +205,9 @@ def save(name: str, type_name: str, cron: str, priority: str, paused: bool, payl
         state.sched_payload_errors = errors_by_field(e.errors) or {"": [str(e)]}
         st.rerun()
     except TaskdeckError as e:
-        st.error(str(e), icon=":material/error:")
+        alert(e)
         return
-    flash(f"Schedule {literal(name)} saved")
+    flash(md("Schedule {} saved", name))
     st.rerun()
 
 

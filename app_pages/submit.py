@@ -7,16 +7,17 @@ import streamlit as st
 from runner import InvalidPayload, JobNotFound, Priority, TaskdeckError
 from runner.access import Action
 from runner.admission import unavailable_reason
+from ui.alerts import alert
 from ui.forms import Form, errors_by_field
 from ui.session import client
-from ui.text import literal, short
+from ui.text import job_link, md, short, trusted
 
 c = client()
 state = st.session_state
 if not c.principal.can(Action.submit):
     st.title("Submit a job")
-    st.warning(f"Your role ({c.principal.role.value}) reads jobs and metrics but does not submit jobs; ask an admin "
-               "if you need to.", icon=":material/lock:")
+    st.warning(trusted(f"Your role ({c.principal.role.value}) reads jobs and metrics but does not submit jobs; ask "
+                       "an admin if you need to."), icon=":material/lock:")
     st.stop()
 unavailable = {t.name: unavailable_reason(t, c.settings) for t in c.types()}
 types = {t.name: t for t in sorted(c.types(), key=lambda t: unavailable[t.name] is not None)}
@@ -25,7 +26,7 @@ if source_id := st.query_params.get("from"):
     try:
         source = c.get(source_id)
     except JobNotFound as e:
-        st.warning(str(e), icon=":material/search_off:")
+        alert(e, "warning", icon=":material/search_off:")
 
 st.title("Submit a job")
 if source and state.get("prefilled_from") != source.id:
@@ -39,11 +40,11 @@ name = st.selectbox("Task type", list(types), key="submit_type",
                     + (" (not set up here)" if unavailable[n] else ""))
 task_type = types[name]
 if source and source.type == name:
-    st.info(f"Pre-filled from job {literal(short(source.id))} ({source.status.value}); edit and submit to run it "
-            "again as a new job.", icon=":material/edit_note:")
+    st.info(md("Pre-filled from job {} ({}); edit and submit to run it again as a new job.", short(source.id),
+               source.status.value), icon=":material/edit_note:")
 reason = unavailable[name]
 if reason:
-    st.warning(reason, icon=":material/block:")
+    st.warning(trusted(reason), icon=":material/block:")
 
 errors = state.get("submit_errors", {}).get(name, {})
 with st.form(f"submit:{name}", border=True):
@@ -65,11 +66,12 @@ if sent:
         state["submit_errors"][name] = errors_by_field(e.errors) or {"": [str(e)]}
         st.rerun()
     except TaskdeckError as e:
-        st.error(str(e), icon=":material/error:")
+        alert(e)
     else:
         state["submitted"] = job.id
-        st.toast(f"Job {literal(short(job.id))} submitted · [open](job?id={job.id})", icon=":material/check_circle:")
+        st.toast(md("Job {} submitted · {}", short(job.id), job_link(job.id)),
+                 icon=":material/check_circle:")
 
 if last := state.get("submitted"):
-    st.success(f"Submitted job {literal(last)}.", icon=":material/check_circle:")
+    st.success(md("Submitted job {}.", last), icon=":material/check_circle:")
     st.page_link("app_pages/job.py", label="Open the job", icon=":material/open_in_new:", query_params={"id": last})

@@ -3,14 +3,17 @@ circuit breakers; the scrape/RSS sources; and the schedules the workers submit. 
 re-enable sources and run or pause schedules here (everything else about schedules: Settings)."""
 from __future__ import annotations
 
+from collections.abc import Callable
+
 import pandas as pd
 import streamlit as st
 
 from runner import TaskdeckError
 from runner.access import Action
 from runner.models import utcnow
+from ui import alerts
 from ui.session import client, guard
-from ui.text import ago, literal, until
+from ui.text import Markdown, ago, joined, md, trusted, until
 
 CIRCUIT_COLORS = {"closed": "green", "open": "red", "half-open": "orange"}
 
@@ -19,22 +22,26 @@ admin = c.principal.can(Action.settings)
 st.title("Workers")
 
 
-def done(message: str) -> None:
+def done(message: Markdown) -> None:
     st.session_state.workers_flash = message
 
 
-def attempt(action, message: str) -> None:
+def attempt(action: Callable[[], object], message: Markdown) -> None:
     """Run an admin action from a button; its outcome shows as a toast on the next run."""
     try:
         action()
     except TaskdeckError as e:
-        done(f"{literal(e, 200)}")
+        done(alerts.message(e))
     else:
         done(message)
 
 
+def show_flash(message: Markdown) -> None:
+    st.toast(message, icon=":material/info:")
+
+
 if flash := st.session_state.pop("workers_flash", None):
-    st.toast(flash, icon=":material/info:")
+    show_flash(flash)
 
 
 @st.fragment(run_every=2)
@@ -44,10 +51,10 @@ def roster() -> None:
         now = utcnow()
         alive = sum(w.alive for w in workers)
         cols = st.columns(4)
-        cols[0].metric("Online", alive, border=True)
-        cols[1].metric("Dead or stopped", len(workers) - alive, border=True)
-        cols[2].metric("Running jobs", sum(w.running for w in workers if w.alive), border=True)
-        cols[3].metric("Lease", f"{c.settings.lease_s:g} s", border=True,
+        cols[0].metric("Online", md("{}", alive), border=True)
+        cols[1].metric("Dead or stopped", md("{}", len(workers) - alive), border=True)
+        cols[2].metric("Running jobs", md("{}", sum(w.running for w in workers if w.alive)), border=True)
+        cols[3].metric("Lease", md("{:g} s", c.settings.lease_s), border=True,
                        help="A worker that has not renewed its heartbeat within the lease counts as dead.")
         if not workers:
             st.info("No worker has reported in the last day. Start one with `arq runner.worker.WorkerSettings` "
@@ -67,13 +74,13 @@ def llm() -> None:
     st.subheader("LLM endpoint")
     found = c.llm_status()
     if not found.configured:
-        st.info("No LLM endpoint is set, so the generative task types are refused at submit. Set "
-                + " and ".join(f"`{name}`" for name in found.missing)
-                + " (and `TASKDECK_LLM_API_KEY` if the endpoint needs a key) for the workers and the dashboard, "
-                "then restart both.", icon=":material/cloud_off:")
+        st.info(md("No LLM endpoint is set, so the generative task types are refused at submit. Set {} (and "
+                   "`TASKDECK_LLM_API_KEY` if the endpoint needs a key) for the workers and the dashboard, then "
+                   "restart both.", joined([md("{}", name) for name in found.missing], " and ")),
+                icon=":material/cloud_off:")
     else:
         state = found.breaker.state if found.breaker else "closed"
-        st.badge(f"circuit {state}", color=CIRCUIT_COLORS[state],
+        st.badge(trusted(f"circuit {state}"), color=CIRCUIT_COLORS[state],
                  icon=":material/check_circle:" if state == "closed" else ":material/warning:")
         budget = [f"{found.rpm:,} requests/min" if found.rpm else "", f"{found.tpm:,} tokens/min" if found.tpm else "",
                   f"{found.user_tokens_per_hour:,} tokens/user/hour" if found.user_tokens_per_hour else ""]
@@ -99,10 +106,10 @@ def llm() -> None:
         for b in breakers:
             if b.state != "closed" or b.failures:
                 text, button = st.columns([6, 2], vertical_alignment="center")
-                text.caption(f"{literal(b.endpoint)} is {b.state} after {b.failures} failures in a row.")
+                text.caption(md("{} is {} after {} failures in a row.", b.endpoint, trusted(b.state), b.failures))
                 button.button("Reset", key=f"reset:{b.endpoint}", icon=":material/restart_alt:",
                               on_click=attempt, args=(lambda e=b.endpoint: c.reset_breaker(e),
-                                                      f"Breaker of {literal(b.endpoint)} reset"))
+                                                      md("Breaker of {} reset", b.endpoint)))
 
 
 def sources() -> None:
@@ -112,22 +119,23 @@ def sources() -> None:
         st.caption("No web page or RSS feed has been read yet (SCRAPE_WEBSITE, SYNC_RSS).")
         return
     st.dataframe(pd.DataFrame([{
-        "Source": s.url, "Kind": s.kind, "Health": "healthy" if s.healthy else "unhealthy",
-        "Failures in a row": s.failures, "Last error": s.last_error or "", "Last read": s.last_ok_at,
-        "Last failure": s.last_failure_at,
+        "Source": s.url, **({"Owner": s.owner} if admin else {}), "Kind": s.kind,
+        "Health": "healthy" if s.healthy else "unhealthy", "Failures in a row": s.failures,
+        "Last error": s.last_error or "", "Last read": s.last_ok_at, "Last failure": s.last_failure_at,
     } for s in found]), hide_index=True, width="stretch", column_config={
         name: st.column_config.DatetimeColumn(name, format="YYYY-MM-DD HH:mm:ss")
         for name in ("Last read", "Last failure")})
     unhealthy = [s for s in found if not s.healthy]
     if unhealthy and not admin:
-        st.caption(f"{len(unhealthy)} unhealthy: jobs that read them fail at once until an admin re-enables them.")
+        st.caption(md("{} unhealthy: jobs that read them fail at once until an admin re-enables them.",
+                      len(unhealthy)))
     if admin:
-        for s in unhealthy:
+        for url in dict.fromkeys(s.url for s in unhealthy):
+            owners = joined([md("{}", s.owner) for s in unhealthy if s.url == url])
             text, button = st.columns([6, 2], vertical_alignment="center")
-            text.caption(f"{literal(s.url)} is unhealthy after {s.failures} failures in a row; jobs that read it "
-                         "fail at once.")
-            button.button("Re-enable", key=f"enable:{s.url}", icon=":material/check_circle:", on_click=attempt,
-                          args=(lambda u=s.url: c.enable_source(u), f"{literal(s.url)} re-enabled"))
+            text.caption(md("{} is unhealthy for {}; jobs that read it fail at once.", url, owners))
+            button.button("Re-enable", key=f"enable:{url}", icon=":material/check_circle:", on_click=attempt,
+                          args=(lambda u=url: c.enable_source(u), md("{} re-enabled for every owner", url)))
 
 
 def schedules() -> None:
@@ -142,11 +150,12 @@ def schedules() -> None:
         name = pick.selectbox("Schedule", [s.name for s in found], key="workers_schedule")
         chosen = next(s for s in found if s.name == name)
         run.button("Run now", icon=":material/play_arrow:", key="workers_run", on_click=attempt,
-                   args=(lambda: c.run_schedule(name), f"Schedule {literal(name)} submitted a run"))
+                   args=(lambda: c.run_schedule(name), md("Schedule {} submitted a run", name)))
         pause.button("Resume" if chosen.paused else "Pause", key="workers_pause",
                      icon=":material/play_circle:" if chosen.paused else ":material/pause_circle:",
                      on_click=attempt, args=(lambda: c.pause_schedule(name, not chosen.paused),
-                                             f"Schedule {literal(name)} {'resumed' if chosen.paused else 'paused'}"))
+                                             md("Schedule {} {}", name,
+                                                trusted("resumed" if chosen.paused else "paused"))))
     st.dataframe(pd.DataFrame([{
         "Name": s.name, "Type": s.type, "Cron": s.cron, "State": "paused" if s.paused else "active",
         "Next run": until(s.next_run_at, now) if not s.paused else "—", "Last run": ago(s.last_run_at, now),

@@ -63,10 +63,28 @@ class Settings(BaseSettings):
         default_factory=dict,
         description='Allow-list of email (or pattern, e.g. "*@acme.io") to role, as JSON.',
     )
+    orgs: dict[str, str] = Field(
+        default_factory=dict,
+        description='Organisation of each email (or pattern, e.g. "*@acme.io"), as JSON; the first match wins. '
+                    "A user no pattern names belongs to no organisation.",
+    )
+    org_claim: str | None = Field(None, description="OIDC claim that names a signed-in user's organisation; "
+                                  "used when TASKDECK_ORGS names none for them.")
+    fetch_allow: list[str] = Field(
+        default_factory=list,
+        description='Hosts and networks URLs fetched for users may reach although private, as JSON: '
+                    '["intranet.acme.io", "10.2.0.0/16"]. Empty: only public addresses.',
+    )
+    api_stream_max_s: float = Field(900.0, gt=0, description="Longest one event stream stays open; the client "
+                                    "reconnects with Last-Event-ID after it ends.")
+    api_streams_per_user: int = Field(20, ge=1, description="Event streams one user may hold open at once "
+                                      "per API process.")
     redis_timeout_s: float = Field(3.0, gt=0, description="Socket timeout of every Redis call.")
 
     llm_base_url: str | None = Field(None, description="OpenAI-compatible endpoint, e.g. https://api.openai.com/v1; "
                                      "unset: the generative task types are listed but refused.")
+    llm_embedded: bool = Field(True, description="With no TASKDECK_LLM_BASE_URL, run the generative types on the "
+                               "packaged demo model; false: refuse them until an endpoint is set.")
     llm_api_key: str | None = Field(None, repr=False, description="Key for the endpoint (a local Ollama needs none).")
     llm_model: str | None = Field(None, description="Model the endpoint serves, e.g. gpt-4o-mini.")
     llm_timeout_s: float = Field(120.0, gt=0, description="Longest one try of one LLM call may take.")

@@ -5,7 +5,7 @@ import asyncio
 import os
 import signal
 
-from pydantic import BaseModel, Field
+from pydantic import BaseModel, Field, field_validator
 
 from runner import Backoff, Fatal, TaskContext, task
 
@@ -76,3 +76,26 @@ async def fail_with(ctx: TaskContext, payload: MessagePayload) -> None:
     """Saves `message` as partial output, then fails with it: for rendering tests."""
     await ctx.save_partial(payload.message)
     raise Fatal(payload.message)
+
+
+class StepTextPayload(BaseModel):
+    text: str = Field(max_length=2000)
+    hold_s: float = Field(0, ge=0, le=60)
+
+    @field_validator("text")
+    @classmethod
+    def refuse_marked(cls, value: str) -> str:
+        """Refuses text containing REFUSE, quoting it: a field error that echoes what the user typed."""
+        if "REFUSE" in value:
+            raise ValueError(f"refused: {value}")
+        return value
+
+
+@task("TEST_STEP_TEXT", payload=StepTextPayload, steps=["Start"], max_attempts=1)
+async def step_text(ctx: TaskContext, payload: StepTextPayload) -> None:
+    """Runs one step named `text` for `hold_s` seconds, then fails with `text`: for rendering tests."""
+    ctx.plan([payload.text])
+    async with ctx.step(payload.text):
+        await ctx.progress(50, step=payload.text)
+        await asyncio.sleep(payload.hold_s)
+        raise Fatal(payload.text)

@@ -1,6 +1,7 @@
 """Plotly figures: a job's steps timeline and the Metrics page's charts (data from runner, shapes here)."""
 from __future__ import annotations
 
+import html
 from collections.abc import Iterable
 from datetime import datetime, timezone
 from typing import Any
@@ -49,10 +50,17 @@ def attempts_steps(job: Job, now: datetime) -> pd.DataFrame:
     return frame
 
 
+def as_plotly_text(text: object) -> str:
+    """`text` as plotly shows it: plotly reads tags in labels and hovers as markup (`<a href>` becomes a live
+    link) and entities as the characters they name, so escaped text shows as typed."""
+    return html.escape(str(text), quote=False)
+
+
 def steps_timeline(steps: pd.DataFrame) -> go.Figure | None:
     started = steps.dropna(subset=["Started"])
     if started.empty:
         return None
+    started = started.assign(Step=started["Step"].map(as_plotly_text), Name=started["Name"].map(as_plotly_text))
     fig = px.timeline(started, x_start="Started", x_end="End", y="Step", color="Status",
                       color_discrete_map=STATUS_COLORS, category_orders={"Step": list(dict.fromkeys(started["Step"]))},
                       hover_data={"Name": True, "Progress": ":.0%", "Step": False})

@@ -15,6 +15,9 @@ from typing import Any
 import pandas as pd
 import streamlit as st
 
+from .alerts import message
+from .text import Markdown, md, trusted
+
 OMIT = object()
 TEXT_AREA_CHARS = 300
 SCALARS = {"string", "integer", "number", "boolean"}
@@ -29,15 +32,16 @@ def errors_by_field(errors: list[dict[str, Any]]) -> Errors:
     return found
 
 
-def label_of(name: str, schema: dict[str, Any]) -> str:
+def label_of(name: str, schema: dict[str, Any]) -> Markdown:
+    """The field's label, from the task type's payload model (code, so markdown is allowed)."""
     title = schema.get("title")
     if title and title != name.replace("_", " ").title():
-        return str(title)
+        return trusted(str(title))
     words = name.replace("_", " ").strip()
     for suffix, unit in ((" s", "s"), (" ms", "ms"), (" usd", "USD")):
         if words.endswith(suffix):
             words = f"{words[: -len(suffix)]} ({unit})"
-    return words[:1].upper() + words[1:]
+    return trusted(words[:1].upper() + words[1:])
 
 
 class Form:
@@ -85,12 +89,12 @@ class Form:
     def field(self, name: str, prop: dict[str, Any], path: tuple[str | int, ...], required: bool) -> Any:
         schema, nullable = self.nullable(self.resolve(prop))
         kind = widget_kind(schema, self)
-        label = label_of(name, schema) + (" *" if required else "")
-        help_text = schema.get("description")
+        label = trusted(label_of(name, schema) + (" *" if required else ""))
+        help_text = trusted(schema["description"]) if schema.get("description") else None
         start = self.start_value(path, schema)
         if kind == "object":
             with st.container(border=True):
-                st.markdown(f"**{label}**")
+                st.markdown(md("**{}**", label))
                 if help_text:
                     st.caption(help_text)
                 value = self.object(schema, path)
@@ -118,7 +122,7 @@ class Form:
         if key not in st.session_state:
             st.session_state[key] = value
 
-    def choice(self, schema: dict[str, Any], key: str, label: str, help_text: str | None, start: Any,
+    def choice(self, schema: dict[str, Any], key: str, label: Markdown, help_text: Markdown | None, start: Any,
                nullable: bool) -> Any:
         options = list(schema["enum"]) if "enum" in schema else [schema["const"]]
         if nullable:
@@ -127,12 +131,12 @@ class Form:
         return st.selectbox(label, options, key=key, help=help_text,
                             format_func=lambda v: "—" if v is None else str(v))
 
-    def boolean(self, schema: dict[str, Any], key: str, label: str, help_text: str | None, start: Any,
+    def boolean(self, schema: dict[str, Any], key: str, label: Markdown, help_text: Markdown | None, start: Any,
                 nullable: bool) -> bool:
         self.seed(key, bool(start))
         return st.checkbox(label, key=key, help=help_text)
 
-    def integer(self, schema: dict[str, Any], key: str, label: str, help_text: str | None, start: Any,
+    def integer(self, schema: dict[str, Any], key: str, label: Markdown, help_text: Markdown | None, start: Any,
                 nullable: bool) -> int | None:
         low, high = bounds(schema, 1)
         self.seed(key, int(start) if isinstance(start, (int, float)) else None)
@@ -140,7 +144,7 @@ class Form:
                                 placeholder="empty")
         return None if value is None else int(value)
 
-    def number(self, schema: dict[str, Any], key: str, label: str, help_text: str | None, start: Any,
+    def number(self, schema: dict[str, Any], key: str, label: Markdown, help_text: Markdown | None, start: Any,
                nullable: bool) -> float | None:
         low, high = bounds(schema, 0)
         step = 0.1 if high is not None and high - (low or 0) <= 10 else 0.5
@@ -148,7 +152,7 @@ class Form:
         return st.number_input(label, min_value=as_float(low), max_value=as_float(high), step=step, format="%g",
                                key=key, help=help_text, placeholder="empty")
 
-    def text(self, schema: dict[str, Any], key: str, label: str, help_text: str | None, start: Any,
+    def text(self, schema: dict[str, Any], key: str, label: Markdown, help_text: Markdown | None, start: Any,
              nullable: bool) -> str:
         limit = schema.get("maxLength")
         self.seed(key, "" if start is None else str(start))
@@ -156,32 +160,32 @@ class Form:
             return st.text_area(label, key=key, max_chars=limit, help=help_text)
         return st.text_input(label, key=key, max_chars=limit, help=help_text)
 
-    def day(self, schema: dict[str, Any], key: str, label: str, help_text: str | None, start: Any,
+    def day(self, schema: dict[str, Any], key: str, label: Markdown, help_text: Markdown | None, start: Any,
             nullable: bool) -> str | None:
         self.seed(key, date.fromisoformat(start) if isinstance(start, str) else None)
         value = st.date_input(label, key=key, help=help_text)
         return value.isoformat() if isinstance(value, date) else None
 
-    def choices(self, schema: dict[str, Any], key: str, label: str, help_text: str | None, start: Any,
+    def choices(self, schema: dict[str, Any], key: str, label: Markdown, help_text: Markdown | None, start: Any,
                 nullable: bool) -> list[Any]:
         options = list(self.resolve(schema["items"])["enum"])
         self.seed(key, [v for v in (start or []) if v in options])
         return st.multiselect(label, options, key=key, help=help_text)
 
-    def lines(self, schema: dict[str, Any], key: str, label: str, help_text: str | None, start: Any,
+    def lines(self, schema: dict[str, Any], key: str, label: Markdown, help_text: Markdown | None, start: Any,
               nullable: bool) -> list[Any]:
         item_type = self.resolve(schema["items"]).get("type", "string")
         self.seed(key, "\n".join(str(v) for v in (start or [])))
-        raw = st.text_area(f"{label} — one per line", key=key, help=help_text, height=100)
+        raw = st.text_area(md("{} — one per line", label), key=key, help=help_text, height=100)
         return [convert(line.strip(), item_type) for line in raw.splitlines() if line.strip()]
 
-    def table(self, schema: dict[str, Any], key: str, label: str, help_text: str | None, start: Any,
+    def table(self, schema: dict[str, Any], key: str, label: Markdown, help_text: Markdown | None, start: Any,
               nullable: bool) -> list[dict[str, Any]]:
         item = self.resolve(schema["items"])
         columns = list(item.get("properties", {}))
         rows_key = f"{key}:rows"
         self.seed(rows_key, pd.DataFrame(list(start or []), columns=columns))
-        st.markdown(f"**{label}**")
+        st.markdown(md("**{}**", label))
         if help_text:
             st.caption(help_text)
         edited = st.data_editor(st.session_state[rows_key], key=key, num_rows="dynamic", hide_index=True,
@@ -193,10 +197,10 @@ class Form:
                 rows.append(row)
         return rows
 
-    def json(self, schema: dict[str, Any], key: str, label: str, help_text: str | None, start: Any,
+    def json(self, schema: dict[str, Any], key: str, label: Markdown, help_text: Markdown | None, start: Any,
              nullable: bool) -> Any:
         self.seed(key, "" if start is None else json.dumps(start, indent=2))
-        raw = st.text_area(f"{label} (JSON)", key=key, help=help_text, height=120)
+        raw = st.text_area(md("{} (JSON)", label), key=key, help=help_text, height=120)
         if not raw.strip():
             return None
         try:
@@ -212,14 +216,14 @@ class Form:
             if where == here or (deep and where.startswith(here + ".")):
                 self.shown.add(where)
                 inner = where[len(here) + 1:]
-                for message in messages:
-                    st.error(f"{inner}: {message}" if inner else message, icon=":material/error:")
+                for text in messages:
+                    st.error(message(f"{inner}: {text}" if inner else text), icon=":material/error:")
 
     def show_rest(self) -> None:
         for where, messages in self.errors.items():
             if where not in self.shown:
-                for message in messages:
-                    st.error(f"{where or 'payload'}: {message}", icon=":material/error:")
+                for text in messages:
+                    st.error(message(f"{where or 'payload'}: {text}"), icon=":material/error:")
 
 
 def widget_kind(schema: dict[str, Any], form: Form) -> str:

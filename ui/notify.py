@@ -10,7 +10,7 @@ from runner import RedisUnavailable
 from runner.events import Event
 
 from .session import client
-from .text import literal, short
+from .text import job_link, joined, md, short, trusted
 
 BATCH_S = 2.0
 FINAL = ("completed", "failed", "cancelled")
@@ -35,7 +35,7 @@ def activity() -> None:
             else:
                 toast(event)
     release()
-    st.caption(f":material/play_circle: {running} of my jobs running")
+    st.caption(md(":material/play_circle: {} of my jobs running", running))
 
 
 def hold(event: Event) -> None:
@@ -51,20 +51,20 @@ def release() -> None:
         return
     if len(pending) == 1:
         event = pending[0]
-        st.toast(f"Job {literal(short(event.job))} ({literal(event.type)}) completed · [open](job?id={event.job})",
+        st.toast(md("Job {} ({}) completed · {}", short(event.job), event.type, job_link(event.job)),
                  icon=":material/check_circle:")
     else:
-        ids = ", ".join(literal(short(e.job)) for e in pending[:5]) + (" …" if len(pending) > 5 else "")
-        st.toast(f"{len(pending)} jobs completed: {ids}", icon=":material/check_circle:")
+        ids = joined([md("{}", short(e.job)) for e in pending[:5]] + ([trusted("…")] if len(pending) > 5 else []))
+        st.toast(md("{} jobs completed: {}", len(pending), ids), icon=":material/check_circle:")
     st.session_state.completions = []
 
 
 def toast(event: Event) -> None:
-    what = f"Job {literal(short(event.job))} ({literal(event.type)})"
+    what = md("Job {} ({})", short(event.job), event.type)
     if event.event == "failed":
         reason = event.extra.get("error", "")
-        st.toast(f"{what} failed: {literal(reason, 120)} · [open](job?id={event.job})", icon=":material/error:",
+        st.toast(md("{} failed: {} · {}", what, reason, job_link(event.job), limit=120), icon=":material/error:",
                  duration="long")
     else:
         by = event.extra.get("by", "")
-        st.toast(f"{what} cancelled{' by ' + literal(by) if by else ''}", icon=":material/cancel:")
+        st.toast(md("{} cancelled by {}", what, by) if by else md("{} cancelled", what), icon=":material/cancel:")

@@ -18,14 +18,16 @@ from typing import Any
 import streamlit as st
 
 from runner import AccessDenied, Client, RedisUnavailable, Settings
-from runner.access import Principal, principal
+from runner.access import Principal, Role, listed_role, normal_email, principal
+
+from .text import md
 
 RECONNECT_EVERY_S = 2
 
 
 @st.cache_resource(show_spinner=False)
-def _client(settings_digest: str, user: str | None, role: str) -> Client:
-    return Client(Settings(), user=user)
+def _client(settings_digest: str, user: str | None, role: str, org: str) -> Client:
+    return Client(Settings(), principal=Principal(user, Role(role), org) if user else None)
 
 
 def current_settings() -> tuple[Settings, str]:
@@ -74,7 +76,7 @@ def acting_user() -> str | None:
         return None
     if not signed_in():
         return ""
-    return str(st.user.get("email") or "").strip().lower()
+    return str(st.user.get("email") or "").strip()  # normalised (or refused) by runner.access
 
 
 def me() -> Principal:
@@ -87,10 +89,11 @@ def me() -> Principal:
         raise AccessDenied("sign in to use Taskdeck")
     if st.user.get("email_verified") is False:
         raise AccessDenied(f"{email} is not verified by the sign-in provider; verify it there, then sign in again")
-    if email == settings.local_user and email not in settings.roles:
+    if normal_email(email) == normal_email(settings.local_user) and listed_role(settings, normal_email(email)) is None:
         # the local admin is who acts when no one signs in; a provider's account of that name is not it
         raise AccessDenied(f"{email} is not on the allow-list (TASKDECK_ROLES); ask an admin for access")
-    return principal(settings, email)
+    claim = st.user.get(settings.org_claim) if settings.org_claim else None
+    return principal(settings, email, org=str(claim) if claim else None)
 
 
 def client() -> Client:
@@ -98,7 +101,7 @@ def client() -> Client:
     a fresh one), shared by that user's sessions (a Client is thread-safe)."""
     _, digest = current_settings()
     who = me()
-    return _client(digest, None if acting_user() is None else who.email, who.role.value)
+    return _client(digest, None if acting_user() is None else who.email, who.role.value, who.org)
 
 
 @contextmanager
@@ -108,7 +111,7 @@ def guard(reconnect: bool = True) -> Iterator[None]:
     try:
         yield
     except RedisUnavailable as e:
-        st.error(f"**Job queue unavailable.** {e}", icon=":material/cloud_off:")
+        st.error(md("**Job queue unavailable.** {}", e), icon=":material/cloud_off:")
         if reconnect:
             _wait_for_redis()
 
@@ -118,6 +121,6 @@ def _wait_for_redis() -> None:
     try:
         client().ping()
     except RedisUnavailable:
-        st.caption(f"Trying again every {RECONNECT_EVERY_S} s…")
+        st.caption(md("Trying again every {} s…", RECONNECT_EVERY_S))
         return
     st.rerun()
