@@ -144,26 +144,16 @@ def quiet_logging(log: Path) -> None:
 
 
 async def drain(kind: str, settings_cls, max_jobs: int, poll_delay: float) -> None:
-    import arq.utils
-    import arq.worker
     from arq.worker import Worker, get_kwargs
 
-    from runner import wake
-
-    saved = arq.worker.poll
-    wake.wanted = asyncio.Event()  # one per event loop: each drain runs in a loop of its own
+    # Taskdeck's hooks touch only its own workers (runner/wake.py, claim.py), so the bare worker is
+    # plain ARQ; a Taskdeck worker keeps its settings' poll_delay of 0 (its wait is in the claim hook)
+    kwargs = {**get_kwargs(settings_cls), "burst": True, "handle_signals": False, "max_jobs": max_jobs}
     if kind == "arq":
-        arq.worker.poll = arq.utils.poll  # runner.worker replaced it with Taskdeck's wake-aware poll
-    try:
-        kwargs = {**get_kwargs(settings_cls), "burst": True, "handle_signals": False, "max_jobs": max_jobs,
-                  "poll_delay": poll_delay}
-        if kind == "arq":
-            kwargs["queue_name"] = BARE_QUEUE
-        w = Worker(**kwargs)
-        await w.main()
-        await w.close()
-    finally:
-        arq.worker.poll = saved
+        kwargs |= {"queue_name": BARE_QUEUE, "poll_delay": poll_delay}
+    w = Worker(**kwargs)
+    await w.main()
+    await w.close()
 
 
 async def fill(kind: str, url: str, n: int) -> None:

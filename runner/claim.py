@@ -7,6 +7,12 @@ free slots' worth of due jobs with their records and lists the jobs asked to abo
 trip; each job's final transition removes ARQ's keys itself (execution.end). ARQ still runs the
 loop, signals, graceful shutdown, burst mode and its health check. ARQ is pinned exactly;
 tests/test_claim.py fails if this hook stops working.
+
+The hook is a class attribute, so it is there for every ARQ worker in the process: it tells a
+Taskdeck worker by the WorkerState its on_startup put in the worker's own ctx, and hands any other
+worker to ARQ's original unchanged (tests/test_arq_citizen.py, and ARQ's own test suite through
+compat/arq_suite.py). A Taskdeck poll also waits here for its wake-up (wake.py), since a Taskdeck
+worker runs ARQ's timer at poll_delay 0.
 """
 from __future__ import annotations
 
@@ -16,7 +22,7 @@ import logging
 import arq.worker
 from arq.worker import Worker
 
-from . import execution
+from . import execution, wake
 from .execution import WorkerState
 from .store import Claim
 
@@ -26,14 +32,30 @@ arq_poll_iteration = Worker._poll_iteration
 
 async def poll_iteration(worker: Worker) -> None:
     """One poll of a Taskdeck worker; any other ARQ worker in the process keeps ARQ's own."""
-    state: WorkerState | None = worker.ctx.get("taskdeck")
+    state = taskdeck_state(worker)
     if state is None:
         return await arq_poll_iteration(worker)
+    await next_poll(worker, state)
     claims, aborts = await state.store.claim(state.id, free_slots(worker, state), worker.queue_read_limit)
     for claim in claims:
         start(worker, state, claim)
     abort(worker, state, aborts)
     await worker.heart_beat()
+
+
+async def next_poll(worker: Worker, state: WorkerState) -> None:
+    """Wait for this worker's next poll (wake.py): its poll delay, or less when woken."""
+    wakeup = wake.of(worker.ctx, state.store.settings.poll_delay_s)
+    if wakeup.last_poll is None and worker.poll_delay_s > 0:
+        logger.warning("this Taskdeck worker runs ARQ's poll timer at %g s: wake-ups wait for it; leave ARQ's "
+                       "poll_delay at 0 (runner.worker's settings) and set TASKDECK_POLL_DELAY_S", worker.poll_delay_s)
+    await wakeup.next_poll()
+
+
+def taskdeck_state(worker: Worker) -> WorkerState | None:
+    """The state of a Taskdeck worker (set by its on_startup); None for any other ARQ worker."""
+    state = worker.ctx.get("taskdeck")
+    return state if isinstance(state, WorkerState) else None
 
 
 def free_slots(worker: Worker, state: WorkerState) -> int:
@@ -83,4 +105,5 @@ def abort(worker: Worker, state: WorkerState, job_ids: list[str]) -> None:
 
 
 def install() -> None:
-    arq.worker.Worker._poll_iteration = poll_iteration
+    """Replace ARQ's poll for every worker class-wide; poll_iteration gives non-Taskdeck workers ARQ's own."""
+    arq.worker.Worker._poll_iteration = poll_iteration  # type: ignore[method-assign,assignment]

@@ -206,7 +206,7 @@ async def end(state: WorkerState, job_id: str, spec: dict[str, Any]) -> bool:
     """
     spec["calls"] = spec.get("calls", []) + transitions.release_calls(state.store.keys, job_id, spec["status"].terminal)
     state.ending += 1
-    wake.wanted.set()
+    wake.nudge()
     try:
         applied, _ = await asyncio.shield(state.store.apply(job_id, spec))
     finally:

@@ -3,6 +3,7 @@ from __future__ import annotations
 
 import logging
 import sys
+from contextvars import ContextVar
 
 import orjson
 
@@ -18,10 +19,8 @@ class JsonLines(logging.Formatter):
         return orjson.dumps(line).decode()
 
 
-def configure(json_lines: bool, arq_job_lines: bool = False) -> None:
+def configure(json_lines: bool) -> None:
     """Give the `taskdeck` loggers a handler of their own, unless the host app configured one."""
-    if not arq_job_lines:
-        logging.getLogger("arq.worker").addFilter(WithoutArqJobLines())
     root = logging.getLogger("taskdeck")
     if root.handlers:
         return
@@ -32,12 +31,46 @@ def configure(json_lines: bool, arq_job_lines: bool = False) -> None:
     root.propagate = False
 
 
+class Quiet:
+    """One Taskdeck worker's say over ARQ's per-job lines; `close` at its shutdown, so that a context
+    it leaves behind (a `worker.main()` awaited in the caller's own task) silences nothing after it."""
+
+    def __init__(self) -> None:
+        self.active = True
+
+    def close(self) -> None:
+        self.active = False
+
+
+quiet: ContextVar[Quiet | None] = ContextVar("taskdeck_quiet_arq_job_lines", default=None)
+
+
 class WithoutArqJobLines(logging.Filter):
-    """Drops ARQ's two INFO lines per job ("→ id:taskdeck()", "← ... ●"): Taskdeck logs each transition
-    itself, with the real outcome, and the extra lines cost a noticeable share of a short job's CPU."""
+    """Drops ARQ's INFO lines per job ("→ id:taskdeck()", "← ... ●") emitted inside a Taskdeck worker:
+    Taskdeck logs each transition itself, with the real outcome, and the extra lines cost a noticeable
+    share of a short job's CPU. The `arq.worker` logger is ARQ's and shared by every worker in the
+    process, so the filter asks the emitting task's context: records of any other worker pass.
+
+    Taskdeck workers start jobs through claim.py, not ARQ's run_job, so today they emit none of these
+    lines; the filter keeps it so should ARQ's path ever run a Taskdeck job."""
 
     def filter(self, record: logging.LogRecord) -> bool:
-        return not (record.levelno <= logging.INFO and str(record.msg).startswith("%6.2fs"))
+        if record.levelno > logging.INFO or not str(record.msg).startswith("%6.2fs"):
+            return True
+        scope = quiet.get()
+        return scope is None or not scope.active
+
+
+ARQ_JOB_LINES = WithoutArqJobLines()
+
+
+def hide_arq_job_lines() -> Quiet:
+    """Drop ARQ's per-job lines for the worker whose startup calls this (its main task's context and the
+    job tasks started from it), and only for it."""
+    logging.getLogger("arq.worker").addFilter(ARQ_JOB_LINES)  # one instance: adding it again is a no-op
+    scope = Quiet()
+    quiet.set(scope)
+    return scope
 
 
 def log_transition(job: Job, status: str, detail: str, level: int = logging.INFO) -> None:
