@@ -18,22 +18,27 @@ from ..client import AsyncClient
 from ..errors import TaskdeckError
 from ..models import Job, JobStatus
 from ..paging import JobPage
+from ..registry import TaskType
 from ..settings import Settings
-from . import problems, streams
+from . import problems, schema, streams
 from .limits import BodyLimit
+from .problems import FORBIDDEN, REDIS, UNAUTHORIZED, documented
+from .schema import JobCreate
 
 bearer = HTTPBearer(auto_error=False, description="A token from `python -m runner token create`.")
-ERRORS: dict[int | str, dict[str, Any]] = {
-    code: {"model": problems.Problem, "content": {problems.MEDIA_TYPE: {}}}
-    for code in (400, 401, 403, 404, 409, 413, 422, 429, 503)
-}
-
-
-class JobCreate(BaseModel):
-    type: str = Field(description="A registered task type (GET /api/types).")
-    payload: dict[str, Any] = Field(default_factory=dict, description="The type's payload, as its schema says.")
-    priority: Literal["high", "normal", "low"] | None = None
-    idempotency_key: str | None = Field(None, max_length=200, description="The same key returns the first job.")
+TAGS = [
+    {"name": "jobs", "description": "Submit jobs, follow them, read their results, cancel and retry them."},
+    {"name": "types", "description": "The task types this deployment runs, with their payload schemas."},
+    {"name": "system", "description": "Whether Redis and the workers are up."},
+]
+NOT_FOUND = "No job with this id that the token's user may see: another user's job answers exactly like a missing one."
+STREAM = ("Server-Sent Events, each frame one of `JobStreamFrame`: `snapshot` (the record, as of the stream "
+          "position in its `id`), then the job's events, each named after itself "
+          f"({', '.join(schema.EVENT_NAMES)}), until it is final ({', '.join(schema.FINAL_EVENTS)}), when the "
+          "stream ends (close the EventSource then: a reconnect gets what it missed, if anything, and the final "
+          "record again). After `TASKDECK_API_STREAM_MAX_S` the stream ends with a frame of only `retry` and the "
+          "position as `id`: reconnect with Last-Event-ID to read on. A snapshot comes again only where events "
+          "were lost to the stream's cap.")
 
 
 class TypeInfo(BaseModel):
@@ -70,65 +75,132 @@ async def acting(request: Request, credentials: Annotated[HTTPAuthorizationCrede
 Acting = Annotated[AsyncClient, Depends(acting)]
 
 
-@router.post("/jobs", status_code=202, response_model=Job)
+@router.post("/jobs", status_code=202, response_model=Job, operation_id="create_job", tags=["jobs"],
+             response_description="The job, queued; or the first job submitted with the same idempotency key.",
+             responses=documented({
+                 400: "The body cannot be read as text (it is not UTF-8).",
+                 401: UNAUTHORIZED,
+                 403: "The token's role may not submit jobs (analyst), or its user is no longer on TASKDECK_ROLES.",
+                 413: "The body is over TASKDECK_API_MAX_BODY_BYTES.",
+                 422: "The body is not JSON, the type is unknown, or a field or the payload does not validate: "
+                      "`errors` names each field (its path inside the payload) and the limit.",
+                 429: "Over the hourly submit limit or LLM token quota; `Retry-After` says when to try again.",
+                 503: "Redis is unreachable, or the type needs what this deployment lacks (an LLM endpoint); "
+                      "nothing was submitted.",
+             }))
 async def create_job(body: JobCreate, ac: Acting) -> Job:
+    """Validate a job and queue it; the same `idempotency_key` from the same user returns the first job."""
     return await ac.submit(body.type, body.payload, priority=body.priority, idempotency_key=body.idempotency_key)
 
 
-@router.get("/jobs", response_model=JobPage)
-async def list_jobs(ac: Acting, status: JobStatus | Literal["active"] | None = None, type: str | None = None,
+@router.get("/jobs", response_model=JobPage, operation_id="list_jobs", tags=["jobs"],
+            response_description="A page of jobs, newest first.",
+            responses=documented({
+                401: UNAUTHORIZED, 403: FORBIDDEN, 503: REDIS,
+                422: "A parameter out of range, or a cursor this API did not give out.",
+            }))
+async def list_jobs(ac: Acting, status: Annotated[JobStatus | Literal["active"] | None, Query(
+                        description="One status, or `active` (queued, processing or retrying).")] = None,
+                    type: Annotated[str | None, Query(description="One task type.")] = None,
                     limit: Annotated[int, Query(ge=1, le=1000)] = 50,
-                    cursor: Annotated[str | None, Query(max_length=200)] = None) -> JobPage:
+                    cursor: Annotated[str | None, Query(max_length=200, description=(
+                        "A page's `next_cursor`, for the page after it."))] = None) -> JobPage:
+    """The jobs the token's user may see, newest first, a page at a time."""
     return await ac.page(status=status, type=type, limit=limit, cursor=cursor)
 
 
-@router.get("/jobs/{job_id}", response_model=Job)
+@router.get("/jobs/{job_id}", response_model=Job, operation_id="get_job", tags=["jobs"],
+            response_description="The job's record: status, progress, steps, attempts and, once completed, its result.",
+            responses=documented({401: UNAUTHORIZED, 403: FORBIDDEN, 404: NOT_FOUND, 503: REDIS}))
 async def get_job(job_id: str, ac: Acting) -> Job:
+    """One job's record."""
     return await ac.get(job_id)
 
 
-@router.delete("/jobs/{job_id}", response_model=Job)
+@router.delete("/jobs/{job_id}", response_model=Job, operation_id="cancel_job", tags=["jobs"],
+               response_description="The job once cancelled (a running one is interrupted at its next await), "
+                                    "or as it is after TASKDECK_CANCEL_WAIT_S.",
+               responses=documented({
+                   401: UNAUTHORIZED, 404: NOT_FOUND, 503: REDIS,
+                   403: "The token's role may not cancel jobs (analyst), or its user is no longer on TASKDECK_ROLES.",
+                   409: "The job is final already (completed, failed or cancelled).",
+               }))
 async def cancel_job(job_id: str, ac: Acting) -> Job:
+    """Cancel a queued job (it never starts) or abort a running one."""
     return await ac.cancel(job_id)
 
 
-@router.post("/jobs/{job_id}/retry", status_code=202, response_model=Job)
+@router.post("/jobs/{job_id}/retry", status_code=202, response_model=Job, operation_id="retry_job", tags=["jobs"],
+             response_description="The job, queued again under the same id with a fresh set of attempts.",
+             responses=documented({
+                 401: UNAUTHORIZED, 404: NOT_FOUND,
+                 403: "The token's role may not retry jobs (analyst), or its user is no longer on TASKDECK_ROLES.",
+                 409: "The job is not failed or cancelled, or is still finishing its last attempt.",
+                 422: "The job's type is not registered on this server any more.",
+                 429: "Over the owner's hourly submit limit or LLM token quota; `Retry-After` says when to try "
+                      "again.",
+                 503: "Redis is unreachable, or the type needs what this deployment lacks; nothing was retried.",
+             }))
 async def retry_job(job_id: str, ac: Acting) -> Job:
+    """Run a failed or cancelled job again; admitted like a new submit."""
     return await ac.retry(job_id)
 
 
-@router.get("/jobs/{job_id}/events", response_class=EventSourceResponse,
-            responses={200: {"content": {"text/event-stream": {}},
-                             "description": "`snapshot` (the record, as of the stream position in its `id`), then "
-                                            "the job's events until it is final, when the stream ends (close the "
-                                            "EventSource then: a reconnect gets what it missed, if anything, and "
-                                            "the final record again). After `TASKDECK_API_STREAM_MAX_S` the stream "
-                                            "ends with a `retry:` hint and the position as `id`: reconnect with "
-                                            "Last-Event-ID to read on. A snapshot comes again only where events "
-                                            "were lost to the stream's cap. 429 past "
-                                            "`TASKDECK_API_STREAMS_PER_USER` open streams."}})
+@router.get("/jobs/{job_id}/events", response_class=EventSourceResponse, operation_id="job_events", tags=["jobs"],
+            responses={200: {"description": STREAM, "content": {"text/event-stream": {
+                "schema": {"type": "string", "description": "Server-Sent Events; each frame a `JobStreamFrame`."},
+                "x-itemSchema": {"$ref": "#/components/schemas/JobStreamFrame"}}}},
+                **documented({
+                    401: UNAUTHORIZED, 403: FORBIDDEN, 404: NOT_FOUND,
+                    422: "Last-Event-ID is not an event id, or one this stream has not given out.",
+                    429: "The user has TASKDECK_API_STREAMS_PER_USER streams open on this server; `Retry-After` "
+                         "says when one ends at the latest.",
+                    503: "Redis is unreachable; nothing was streamed.",
+                })})
 async def job_events(job_id: str, ac: Acting, request: Request,
                      last_event_id: Annotated[str | None, Header(max_length=50, description=(
                          "The `id` of the last event received (an EventSource sends it on its own)."))] = None
                      ) -> Response:
+    """Follow a job as it runs, until it is final; resume without loss with Last-Event-ID."""
     await ac.get(job_id)
     return await streams.open_stream(request.app.state.hub, ac.store, job_id, ac.user, last_event_id)
 
 
-@router.get("/types", response_model=list[TypeInfo])
-async def types(ac: Acting) -> list[TypeInfo]:
+@router.get("/types", response_model=list[TypeInfo], operation_id="list_types", tags=["types"],
+            response_description="Every registered task type.",
+            responses=documented({401: UNAUTHORIZED, 403: FORBIDDEN, 503: REDIS}))
+async def list_types(ac: Acting) -> list[TypeInfo]:
+    """The task types, with their payload JSON schemas and whether they can run here."""
     return [TypeInfo(name=t.name, description=t.description, schema=t.schema(),
                      available=(reason := unavailable_reason(t, ac.settings)) is None, reason=reason)
             for t in ac.types()]
 
 
-@router.get("/health", response_model=Health, responses={503: {"model": Health}})
+@router.get("/health", response_model=Health, operation_id="health", tags=["system"],
+            response_description="Redis answers; how many workers are alive.",
+            responses={503: {"model": Health, "description": "Redis is unreachable (`redis` is false)."}})
 async def health(request: Request) -> Any:
+    """Whether Redis answers and how many workers are alive; needs no token."""
     try:
         alive = (await root(request).stats()).workers_alive
     except TaskdeckError:
         return JSONResponse(Health(redis=False, workers_alive=0).model_dump(), status_code=503)
     return Health(redis=True, workers_alive=alive)
+
+
+class App(FastAPI):
+    """FastAPI, with the OpenAPI document completed by schema.py for the task types it was built with."""
+
+    task_types: tuple[TaskType, ...] = ()
+
+    def openapi(self) -> dict[str, Any]:
+        if not self.openapi_schema:
+            try:
+                self.openapi_schema = schema.complete(super().openapi(), self.task_types)
+            except BaseException:
+                self.openapi_schema = None
+                raise
+        return self.openapi_schema
 
 
 def create_app(settings: Settings | None = None) -> FastAPI:
@@ -143,9 +215,10 @@ def create_app(settings: Settings | None = None) -> FastAPI:
         await hub.stop()
         await client.close()
 
-    app = FastAPI(title="Taskdeck", version="1", lifespan=lifespan, responses=ERRORS,
-                  description="Submit and follow long-running jobs. Every route but /api/health needs "
-                              "`Authorization: Bearer <token>`.")
+    app = App(title="Taskdeck", version="1", lifespan=lifespan, openapi_tags=TAGS,
+              description="Submit and follow long-running jobs. Every route but /api/health needs "
+                          "`Authorization: Bearer <token>`. Errors are `application/problem+json` (a `Problem`).")
+    app.task_types = tuple(client.types())  # the registry as loaded by the client: the spec's task types
     app.state.client = client
     app.include_router(router)
     problems.install(app)

@@ -37,22 +37,49 @@ STATUS: dict[type[TaskdeckError], int] = {
 }
 
 
+class FieldError(BaseModel):
+    """One invalid field of a request or payload."""
+
+    loc: list[str | int] = Field(description="The field's path: `[\"body\", \"type\"]` for the request, "
+                                             "`[\"duration_s\"]` inside a payload.")
+    msg: str = Field(description="What is wrong with it.")
+    type: str = Field(description="The kind of error (`less_than_equal`, `missing`...).")
+    ctx: dict[str, Any] | None = Field(None, description="For a limit, the limit (`{\"le\": 3600}`).")
+
+
 class Problem(BaseModel):
+    """An error, as RFC 9457 problem details."""
+
     type: str = Field("about:blank", description="`urn:taskdeck:problem:<kind>` for Taskdeck's own errors.")
     title: str
     status: int
     detail: str = Field(description="What went wrong and what to do about it.")
-    errors: list[dict[str, Any]] | None = Field(None, description="Each invalid field: `loc` (its path), `msg`, "
-                                                "`type` and, for a limit, `ctx` (the limit).")
+    errors: list[FieldError] | None = Field(None, description="Each invalid field, for a 422.")
+
+
+PROBLEM_REF = "#/components/schemas/Problem"
+UNAUTHORIZED = "No bearer token, or an unknown or revoked one."
+FORBIDDEN = "The token's user is no longer on TASKDECK_ROLES."
+REDIS = "Redis is unreachable; nothing was done."
+
+
+def documented(when: dict[int, str]) -> dict[int | str, dict[str, Any]]:
+    """Route `responses` for the error codes a route can answer, each with when it does: the body is
+    a Problem under `application/problem+json`, the one content type these answers have (generators
+    type an answer by its first content type). schema.py adds the Problem schema to the components."""
+    return {code: {"description": text, "content": {MEDIA_TYPE: {"schema": {"$ref": PROBLEM_REF}}}}
+            for code, text in sorted(when.items())}
 
 
 def problem(status: int, detail: str, kind: str | None = None, errors: list[dict[str, Any]] | None = None,
             headers: dict[str, str] | None = None) -> JSONResponse:
     """`kind` is a CamelCase error name (InvalidPayload); without one, a plain HTTP error."""
     words = re.findall(r"[A-Z][a-z]*", kind or "")
-    body = Problem(type=f"urn:taskdeck:problem:{'-'.join(words).lower()}" if kind else "about:blank",
-                   title=" ".join(words).capitalize() if kind else HTTPStatus(status).phrase,
-                   status=status, detail=detail, errors=errors).model_dump(exclude_none=True)
+    body = Problem.model_validate({
+        "type": f"urn:taskdeck:problem:{'-'.join(words).lower()}" if kind else "about:blank",
+        "title": " ".join(words).capitalize() if kind else HTTPStatus(status).phrase,
+        "status": status, "detail": detail, "errors": errors,
+    }).model_dump(exclude_none=True)
     return JSONResponse(to_jsonable_python(body, fallback=str), status_code=status, media_type=MEDIA_TYPE, headers=headers)
 
 
