@@ -79,13 +79,18 @@ def llm() -> None:
                    "restart both.", joined([md("{}", name) for name in found.missing], " and ")),
                 icon=":material/cloud_off:")
     else:
+        if found.source == "embedded":
+            st.badge("demo model", color="orange", icon=":material/science:")
+            st.caption(md("{} · {}", found.description, found.hint))
+        if found.problem:
+            st.warning(md("{}", found.problem), icon=":material/warning:")
         state = found.breaker.state if found.breaker else "closed"
         st.badge(trusted(f"circuit {state}"), color=CIRCUIT_COLORS[state],
                  icon=":material/check_circle:" if state == "closed" else ":material/warning:")
         budget = [f"{found.rpm:,} requests/min" if found.rpm else "", f"{found.tpm:,} tokens/min" if found.tpm else "",
                   f"{found.user_tokens_per_hour:,} tokens/user/hour" if found.user_tokens_per_hour else ""]
         st.dataframe(pd.DataFrame([{
-            "Endpoint": found.endpoint or "", "Model": found.model or "", "Circuit": state,
+            "Endpoint": found.endpoint or ("each worker's own" if found.source == "embedded" else ""), "Model": found.model or "", "Circuit": state,
             "Structured output": found.structured_output,
             "Budget": " · ".join(part for part in budget if part) or "no limit",
         }]), hide_index=True, width="stretch")

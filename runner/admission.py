@@ -1,5 +1,8 @@
 """Checks at submit, before anything is written: can this deployment run the type at all, and is the user
-within their LLM token quota. `AsyncClient.submit` calls `check`; pages call `unavailable_reason`."""
+within their LLM token quota. `AsyncClient.submit` calls `check`; pages call `unavailable_reason`.
+
+A generative type can run when an endpoint is set, or, without one, when the embedded demo model can stand
+in (runner.llm.embedded; TASKDECK_LLM_EMBEDDED=0 turns that off and restores the refusal)."""
 from __future__ import annotations
 
 import math
@@ -9,7 +12,7 @@ from datetime import datetime, timezone
 from redis.asyncio import Redis
 
 from .errors import Fatal, LimitExceeded, Unavailable
-from .llm import LLM_SETTINGS
+from .llm import LLM_SETTINGS, embedded
 from .registry import TaskType
 from .settings import Settings
 from .store import Store
@@ -20,8 +23,11 @@ def env_name(setting: str) -> str:
 
 
 def missing(task_type: TaskType, settings: Settings) -> list[str]:
-    """The settings `task_type` requires that are not set, by field name."""
-    return [name for name in task_type.requires if not getattr(settings, name, None)]
+    """The settings `task_type` requires that are not set, by field name; the LLM endpoint's are not missing
+    while the embedded demo model stands in for it."""
+    stands_in = embedded.active(settings) and embedded.problem() is None
+    return [name for name in task_type.requires
+            if not getattr(settings, name, None) and not (stands_in and name in LLM_SETTINGS)]
 
 
 def needs_llm(task_type: TaskType) -> bool:
@@ -35,17 +41,24 @@ def unavailable_reason(task_type: TaskType, settings: Settings) -> str | None:
         return None
     names = " and ".join(env_name(name) for name in unset)
     if all(name in LLM_SETTINGS for name in unset):
+        if embedded.active(settings):
+            return f"{task_type.name} needs an LLM endpoint, and {embedded.problem()}"
         return (f"{task_type.name} needs an LLM endpoint: set {names} (and TASKDECK_LLM_API_KEY if the endpoint "
                 "needs a key), then restart the workers and the dashboard")
     return f"{task_type.name} needs settings that are not set: {names}"
 
 
 def require_llm(settings: Settings) -> None:
-    """In a worker: fail the job at once (no retry can help) when this worker has no endpoint."""
+    """In a worker, before its first LLM call: an endpoint is set, or the embedded demo model stands in (its
+    URL is then written into `settings`, embedded.adopt); else fail the job at once, as no retry can help."""
     unset = [env_name(name) for name in LLM_SETTINGS if not getattr(settings, name)]
-    if unset:
-        raise Fatal(f"this worker has no LLM endpoint: set {' and '.join(unset)} in the workers' environment "
-                    "and restart them, then retry the job")
+    if not unset:
+        return
+    if embedded.active(settings):
+        embedded.adopt(settings)
+        return
+    raise Fatal(f"this worker has no LLM endpoint: set {' and '.join(unset)} in the workers' environment "
+                "and restart them, then retry the job")
 
 
 def hour_bucket(prefix: str, now: float) -> str:

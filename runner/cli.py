@@ -6,7 +6,7 @@ import functools
 import sys
 from collections.abc import Awaitable, Callable
 from pathlib import Path
-from typing import Any, TypeVar
+from typing import Any, BinaryIO, TypeVar
 
 import click
 import orjson
@@ -54,15 +54,25 @@ def client(acting: str | None = None) -> Client:
     return Client(user=acting)
 
 
-def read_payload(value: str) -> str:
+def read_payload(value: str, limit: int) -> bytes:
+    """The payload's JSON as given: inline, `@FILE` or `-` (stdin). A file or stream is read no further
+    than `limit` bytes, so `@/dev/zero` is refused instead of filling memory."""
     if value == "-":
-        return sys.stdin.read()
+        return read_capped(sys.stdin.buffer, "stdin", limit)
     if value.startswith("@"):
         try:
-            return Path(value[1:]).read_text()
+            with Path(value[1:]).open("rb") as f:
+                return read_capped(f, repr(value[1:]), limit)
         except OSError as e:
             raise InvalidPayload(f"cannot read payload file {value[1:]!r}: {e.strerror}") from None
-    return value
+    return value.encode()
+
+
+def read_capped(stream: BinaryIO, name: str, limit: int) -> bytes:
+    data = stream.read(limit + 1)
+    if len(data) > limit:
+        raise InvalidPayload(f"the payload in {name} is over {limit:,} bytes, the limit (TASKDECK_MAX_PAYLOAD_BYTES)")
+    return data
 
 
 def describe(job: Job) -> str:
@@ -91,7 +101,7 @@ def cli() -> None:
 @click.argument("type")
 @click.option("--payload", default="{}", help="JSON object, @FILE to read it from a file, or - for stdin.")
 @click.option("--user", help="Submitter (default: the acting user).")
-@click.option("--org", default="", help="Organisation of the submitter.")
+@click.option("--org", default="", help="Organisation to submit for (admins only; default: the submitter's).")
 @click.option("--priority", type=click.Choice(["high", "normal", "low"]), help="Default: the type's.")
 @click.option("--idempotency-key", help="The same key within its window returns the first job.")
 @as_user
@@ -101,7 +111,7 @@ def submit(type: str, payload: str, user: str | None, org: str, priority: str | 
            acting: str | None, as_json: bool) -> None:
     """Validate and enqueue a job; prints its id."""
     with client(acting) as c:
-        job = c.submit(type, read_payload(payload), user=user, org=org, priority=priority,
+        job = c.submit(type, read_payload(payload, c.settings.max_payload_bytes), user=user, org=org, priority=priority,
                        idempotency_key=idempotency_key)
     emit(job.model_dump(mode="json")) if as_json else click.echo(job.id)
 
@@ -244,12 +254,14 @@ def on_store(work: Callable[[Store], Awaitable[T]]) -> T:
 
 @token.command("create")
 @click.option("--user", required=True, help="Whose jobs the token acts on.")
-@click.option("--role", type=click.Choice([r.value for r in Role]), help="Default: the role TASKDECK_ROLES gives.")
+@click.option("--role", type=click.Choice([r.value for r in Role]),
+              help="Default: the role TASKDECK_ROLES gives; never more than that, on every use.")
+@click.option("--org", default="", help="The token's organisation, when TASKDECK_ORGS names none for its user.")
 @json_flag
 @handle_errors
-def token_create(user: str, role: str | None, as_json: bool) -> None:
+def token_create(user: str, role: str | None, org: str, as_json: bool) -> None:
     """Make a token; it is shown once, only its hash is kept."""
-    secret, record = on_store(lambda store: tokens.create(store, user, Role(role) if role else None))
+    secret, record = on_store(lambda store: tokens.create(store, user, Role(role) if role else None, org))
     if as_json:
         emit({"token": secret, **record.model_dump(mode="json")})
         return
@@ -281,3 +293,85 @@ def token_list(as_json: bool) -> None:
 
 def main() -> None:
     cli(prog_name="python -m runner")
+
+
+@cli.group()
+def llm() -> None:
+    """The LLM that answers the generative types; the embedded demo model."""
+
+
+@llm.command("serve")
+@click.option("--port", type=click.IntRange(1, 65535), help="Port on 127.0.0.1 (default: the first free from 6392).")
+@click.option("--threads", type=click.IntRange(1, 256), help="CPU threads (default: TASKDECK_LLM_EMBEDDED_THREADS).")
+@click.option("--parallel", type=click.IntRange(1, 64),
+              help="Requests computed at once; more wait their turn (default: TASKDECK_LLM_EMBEDDED_PARALLEL).")
+@click.option("--fd", type=int, hidden=True, help="Serve on this inherited listening socket (workers, `up`).")
+def llm_serve(port: int | None, threads: int | None, parallel: int | None, fd: int | None) -> None:
+    """Serve the embedded demo model alone, an OpenAI-compatible endpoint on loopback; prints its URL."""
+    import socket
+
+    from .llm import embedded
+    from .llm.serve import run
+
+    overrides = {name: value for name, value in (("threads", threads), ("parallel", parallel)) if value}
+    options = embedded.EmbeddedOptions(**overrides)  # type: ignore[arg-type]
+    if fd is None and (reason := embedded.not_installed(options)):
+        click.echo(f"error: {reason}", err=True)
+        sys.exit(1)
+    try:
+        sock = socket.socket(fileno=fd) if fd is not None else embedded.listen([port]) if port else embedded.listen()
+    except OSError as e:
+        click.echo(f"error: cannot listen on 127.0.0.1:{port or embedded.PORTS.start}: {e.strerror}; pass another "
+                   "--port", err=True)
+        sys.exit(1)
+    sys.exit(run(options, sock, child=fd is not None))
+
+
+@llm.command("status")
+@json_flag
+@handle_errors
+def llm_status(as_json: bool) -> None:
+    """Which model answers the generative types here, and how to point Taskdeck at another."""
+    with client() as c:
+        found = c.llm_status()
+    if as_json:
+        emit(found.model_dump(mode="json"))
+        return
+    click.echo(f"LLM: {found.description}")
+    for line in (found.problem, found.hint):
+        if line:
+            click.echo(f"  {line}")
+
+
+def llm_footer(settings: Settings) -> str:
+    """The lines `types` ends with: which model answers the generative types, and how to change it."""
+    from .llm import status
+
+    found = status.source(settings)
+    return "\n".join([f"\nLLM: {found.description}", *(f"  {line}" for line in (found.problem, found.hint) if line)])
+
+
+def with_llm_footer(command: click.Command) -> None:
+    """`types` (text output) also says which model answers the generative types (issue 21)."""
+    listing = command.callback
+    assert listing is not None
+
+    @functools.wraps(listing)
+    def callback(as_json: bool) -> None:
+        listing(as_json=as_json)
+        if not as_json:
+            click.echo(llm_footer(Settings()))
+
+    command.callback = callback
+
+
+with_llm_footer(types)
+
+
+@cli.command("openapi")
+def openapi_document() -> None:
+    """Print the HTTP API's OpenAPI document, as GET /openapi.json serves it: the task types are this
+    deployment's (TASKDECK_TASK_MODULES). `./taskdeck openapi > docs/openapi.json` refreshes the snapshot."""
+    from .api import create_app
+
+    emit(create_app(Settings()).openapi())

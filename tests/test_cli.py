@@ -70,7 +70,7 @@ def test_unreachable_redis_is_exit_1(redis_url: str) -> None:
 
 
 def test_types_and_stats_json(redis_url: str) -> None:
-    types = json.loads(cli("types", "--json").stdout)
+    types = json.loads(cli("types", "--json", env={"TASKDECK_LLM_EMBEDDED": "0"}).stdout)  # the old refusal
     demo = next(t for t in types if t["name"] == "DEMO")
     assert set(demo) == {"name", "description", "schema", "unavailable"} and demo["unavailable"] is None
     plan = next(t for t in types if t["name"] == "GENERATE_MEDIA_PLAN")

@@ -83,10 +83,17 @@ def test_metrics_show_cost_over_time_and_by_type_user_and_model(client: Client) 
     assert by["Model"] == {"gpt-4o-mini": pytest.approx(0.000675)}
 
 
-def test_workers_page_without_an_endpoint_says_what_to_set(client: Client) -> None:
+def test_workers_page_without_an_endpoint_says_what_to_set(client: Client, monkeypatch: pytest.MonkeyPatch) -> None:
+    monkeypatch.setenv("TASKDECK_LLM_EMBEDDED", "0")  # else the embedded demo model stands in (test_embedded.py)
     at = open_page("workers")
     assert "`TASKDECK_LLM_BASE_URL` and `TASKDECK_LLM_MODEL`" in texts(at)
     assert "No web page or RSS feed has been read yet" in texts(at)
+
+
+def test_workers_page_names_the_embedded_demo_model(client: Client) -> None:
+    at = open_page("workers")
+    assert "demo model" in " ".join(m.value for m in at.markdown)
+    assert "TASKDECK_LLM_BASE_URL" in texts(at) and "each worker's own" in str(at.dataframe[0].value)
 
 
 async def trouble(url: str) -> None:
@@ -97,7 +104,7 @@ async def trouble(url: str) -> None:
         for n in range(ac.settings.llm_breaker_failures):
             await breaker.failed(f"HTTP 503 {HOSTILE}")
         for n in range(found_sources.UNHEALTHY_AFTER):
-            await found_sources.failed(ac.store.redis, prefix, url, "rss", f"could not fetch: {HOSTILE}")
+            await found_sources.failed(ac.store.redis, prefix, "user:sam@x.io", url, "rss", f"could not fetch: {HOSTILE}")
 
 
 def test_workers_page_shows_the_endpoint_breakers_and_sources_and_admins_fix_them(
@@ -137,7 +144,9 @@ def test_workers_page_shows_the_endpoint_breakers_and_sources_and_admins_fix_the
                                                          f"reset circuit breaker {ENDPOINT}"]
 
 
-def test_submit_lists_types_it_cannot_run_and_disables_their_form(client: Client) -> None:
+def test_submit_lists_types_it_cannot_run_and_disables_their_form(client: Client,
+                                                                  monkeypatch: pytest.MonkeyPatch) -> None:
+    monkeypatch.setenv("TASKDECK_LLM_EMBEDDED", "0")  # else the embedded demo model stands in (test_embedded.py)
     at = open_page("submit")
     at.selectbox(key="submit_type").set_value("GENERATE_BRAND_KIT").run()
     assert "GENERATE_BRAND_KIT needs an LLM endpoint: set TASKDECK_LLM_BASE_URL" in texts(at)

@@ -113,6 +113,7 @@ async def test_trends_read_the_sources_the_brief_names(client: AsyncClient, fake
 async def test_a_worker_without_an_endpoint_fails_the_job_at_once(client: AsyncClient, monkeypatch) -> None:
     job = await client.submit("GENERATE_BRAND_KIT", BRIEFS["GENERATE_BRAND_KIT"], user=USER)
     monkeypatch.delenv("TASKDECK_LLM_BASE_URL")
+    monkeypatch.setenv("TASKDECK_LLM_EMBEDDED", "0")  # else the embedded demo model stands in (test_embedded.py)
     await runtime.close()
     with pytest.raises(Fatal, match="this worker has no LLM endpoint: set TASKDECK_LLM_BASE_URL"):
         await Run(job.id, "GENERATE_BRAND_KIT")(BRIEFS["GENERATE_BRAND_KIT"])

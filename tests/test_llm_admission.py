@@ -22,6 +22,7 @@ NEEDS = "GENERATE_BRAND_KIT needs an LLM endpoint: set TASKDECK_LLM_BASE_URL and
 def no_llm(monkeypatch: pytest.MonkeyPatch) -> None:
     for name in ("TASKDECK_LLM_BASE_URL", "TASKDECK_LLM_MODEL", "TASKDECK_LLM_API_KEY"):
         monkeypatch.delenv(name, raising=False)
+    monkeypatch.setenv("TASKDECK_LLM_EMBEDDED", "0")  # else the embedded demo model stands in (test_embedded.py)
 
 
 def test_without_an_endpoint_generative_types_are_listed_but_refused(no_llm: None, r) -> None:

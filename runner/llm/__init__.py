@@ -1,5 +1,7 @@
 """LLM calls for the generative task types, on the official `openai` SDK pointed at any OpenAI-compatible
-endpoint (OpenAI, Gemini's OpenAI-compatible endpoint, Ollama, vLLM) by `Settings.llm_base_url`.
+endpoint (OpenAI, Gemini's OpenAI-compatible endpoint, Ollama, vLLM) by `Settings.llm_base_url`; without one,
+at the embedded demo model (`embedded`: SmolLM2-135M-Instruct on llama.cpp, `serve` and `engine`), which is
+such an endpoint on loopback.
 
 This package's own import is light; `client` pulls in the SDK, so task modules import it when they run.
 """

@@ -12,7 +12,7 @@ from pydantic import BaseModel, Field
 from ..metrics import Window
 from ..runtime import blocking
 from ..settings import Settings
-from . import LLM_SETTINGS, endpoint_id
+from . import LLM_SETTINGS, embedded, endpoint_id
 from .breaker import endpoints_key, state_key
 from .usage import Call, StepUsage, call_log_key, calls, job_usage_key, step_usage
 
@@ -31,9 +31,26 @@ class BreakerState(BaseModel):
     last_success_at: datetime | None = None
 
 
+class LlmSource(BaseModel):
+    """Which model answers the generative types here: no Redis needed (`types`, `up`, pages)."""
+
+    source: Literal["endpoint", "embedded", "none"] = Field(
+        description="endpoint: TASKDECK_LLM_BASE_URL; embedded: the packaged demo model; none: refused at submit.")
+    description: str = Field(description="One line: which model answers, and where.")
+    model: str | None = None
+    endpoint: str | None = Field(None, description="Host, port and path; None for demo models started per worker.")
+    problem: str | None = Field(None, description="Why the generative types cannot run here, naming the fix.")
+    hint: str = Field("", description="One line on how to point Taskdeck at a real model ('' for an endpoint).")
+
+
 class LlmStatus(BaseModel):
-    configured: bool
+    configured: bool = Field(description="The generative types can run: an endpoint is set, or the embedded "
+                             "demo model stands in.")
     missing: list[str] = Field(description="Environment variables to set before generative types can run.")
+    source: Literal["endpoint", "embedded", "none"] = "none"
+    description: str = ""
+    problem: str | None = None
+    hint: str = ""
     endpoint: str | None = None
     model: str | None = None
     structured_output: str
@@ -97,20 +114,42 @@ def reset_breaker(settings: Settings, endpoint: str) -> None:
             pipe.execute()
 
 
+def source(settings: Settings) -> LlmSource:
+    """Which model answers the generative types with these settings, and what to do about it."""
+    unset = [f"TASKDECK_{name.upper()}" for name in LLM_SETTINGS if not getattr(settings, name)]
+    if settings.llm_base_url:
+        return LlmSource(source="endpoint", description=embedded.describe(settings), model=settings.llm_model,
+                         endpoint=endpoint_id(settings.llm_base_url),
+                         problem=f"set {' and '.join(unset)} as well" if unset else None)
+    if not settings.llm_embedded:
+        return LlmSource(source="none", description=embedded.describe(settings), model=settings.llm_model,
+                         problem=f"the generative types are refused: set {' and '.join(unset)}",
+                         hint="set TASKDECK_LLM_BASE_URL and TASKDECK_LLM_MODEL for a real model, or unset "
+                              "TASKDECK_LLM_EMBEDDED to run the embedded demo model")
+    options = embedded.EmbeddedOptions()
+    ignored = (f"TASKDECK_LLM_MODEL={settings.llm_model} is ignored without TASKDECK_LLM_BASE_URL; "
+               if settings.llm_model else "")
+    return LlmSource(source="embedded", description=embedded.describe(settings), model=embedded.model_name(options),
+                     endpoint=endpoint_id(options.url) if options.url else None, problem=embedded.problem(options),
+                     hint=f"{ignored}{embedded.HINT}")
+
+
 def llm_status(settings: Settings) -> LlmStatus:
-    """Is an endpoint configured, which, how replies are held to schemas, and its breaker (Workers/Submit)."""
+    """Which model answers, how replies are held to schemas, and its breaker (Workers/Submit)."""
     from .client import modes_key  # the SDK loads only when a page asks for this
 
+    found = source(settings)
     missing = [f"TASKDECK_{name.upper()}" for name in LLM_SETTINGS if not getattr(settings, name)]
-    status = LlmStatus(configured=not missing, missing=missing, model=settings.llm_model,
-                       structured_output=settings.llm_structured_output, rpm=settings.llm_rpm,
-                       tpm=settings.llm_tpm, user_tokens_per_hour=settings.llm_user_tokens_per_hour)
-    if not settings.llm_base_url:
+    if found.source == "embedded" and not found.problem:
+        missing = []
+    status = LlmStatus(configured=not missing, missing=missing, **found.model_dump(),
+                       structured_output=settings.llm_structured_output, rpm=settings.llm_rpm, tpm=settings.llm_tpm,
+                       user_tokens_per_hour=settings.llm_user_tokens_per_hour)
+    if not status.endpoint:
         return status
-    status.endpoint = endpoint_id(settings.llm_base_url)
     with blocking(settings) as redis:
         raw = redis.hgetall(state_key(settings.prefix, status.endpoint))
-        learned = redis.hget(modes_key(settings.prefix, status.endpoint), settings.llm_model or "")
+        learned = redis.hget(modes_key(settings.prefix, status.endpoint), status.model or "")
     if raw.get("endpoint"):
         status.breaker = breaker_state(raw, settings.llm_breaker_failures, int(time.time() * 1000))
     if settings.llm_structured_output == "auto":
