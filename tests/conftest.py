@@ -118,3 +118,32 @@ def start_worker(redis_url: str, tmp_path: Path) -> Iterator[WorkerFactory]:
 @pytest.fixture
 def worker(start_worker: WorkerFactory) -> subprocess.Popen[bytes]:
     return start_worker()
+
+
+@pytest.fixture(scope="module")
+def api(redis_url: str, tmp_path_factory: pytest.TempPathFactory) -> Iterator[str]:
+    """A real `python -m runner api` server for the module's tests (tests/api_server.py)."""
+    from tests.api_server import serve, stop
+
+    proc, url = serve({**os.environ, **TEST_SETTINGS, "REDIS_URL": redis_url},
+                      tmp_path_factory.mktemp("api") / "api.log")
+    yield url
+    stop(proc)
+
+
+@pytest.fixture
+def own_api(redis_url: str, tmp_path: Path) -> Iterator[Callable[..., str]]:
+    """Start API servers with settings of their own (a Redis, limits); each is stopped at teardown."""
+    from tests.api_server import serve, stop
+
+    procs: list[subprocess.Popen[bytes]] = []
+
+    def start(**settings: str) -> str:
+        proc, url = serve({**os.environ, **TEST_SETTINGS, "REDIS_URL": redis_url, **settings},
+                          tmp_path / f"api-{len(procs)}.log")
+        procs.append(proc)
+        return url
+
+    yield start
+    for proc in procs:
+        stop(proc)

@@ -1,15 +1,13 @@
 """The HTTP API (`python -m runner api`) as a real server process, with real workers behind it."""
 from __future__ import annotations
 
-import asyncio
 import json
 import os
 import signal
 import subprocess
 import sys
 import uuid
-from collections.abc import Callable, Iterator
-from pathlib import Path
+from collections.abc import Callable
 
 import httpx
 import pytest
@@ -17,87 +15,10 @@ import redis
 import schemathesis
 from hypothesis import HealthCheck, settings
 
-from runner import Settings, tokens
-from runner.access import Role
 from runner.api import create_app
-from runner.store import Store, connect
-from tests.conftest import ROOT, TEST_SETTINGS, OwnRedis, free_port
+from tests.api_server import ROLES, ServerFactory, is_problem, token
+from tests.conftest import ROOT, OwnRedis
 from tests.polling import wait_until
-
-PROBLEM = "application/problem+json"
-ROLES = {"boss@x.io": "admin", "ann@x.io": "analyst", "*@x.io": "staff"}  # a token's user must be on the allow-list
-ServerFactory = Callable[..., str]
-
-
-def serve(env: dict[str, str], log: Path) -> tuple[subprocess.Popen[bytes], str]:
-    env = {"TASKDECK_ROLES": json.dumps(ROLES), **env}
-    port = free_port()
-    with open(log, "ab") as out:
-        proc = subprocess.Popen([sys.executable, "-m", "runner", "api", "--port", str(port)], cwd=ROOT, env=env,
-                                stdout=out, stderr=subprocess.STDOUT)
-    url = f"http://127.0.0.1:{port}"
-
-    def answers() -> bool:
-        assert proc.poll() is None, log.read_text()[-2000:]
-        try:
-            return httpx.get(f"{url}/openapi.json", timeout=1).status_code == 200
-        except httpx.TransportError:
-            return False
-
-    wait_until(answers, 30, "the API server")
-    return proc, url
-
-
-def stop(proc: subprocess.Popen[bytes]) -> None:
-    proc.send_signal(signal.SIGTERM)
-    try:
-        proc.wait(10)
-    except subprocess.TimeoutExpired:
-        proc.kill()
-        proc.wait()
-
-
-@pytest.fixture(scope="module")
-def api(redis_url: str, tmp_path_factory: pytest.TempPathFactory) -> Iterator[str]:
-    proc, url = serve({**os.environ, **TEST_SETTINGS, "REDIS_URL": redis_url},
-                      tmp_path_factory.mktemp("api") / "api.log")
-    yield url
-    stop(proc)
-
-
-@pytest.fixture
-def own_api(redis_url: str, tmp_path: Path) -> Iterator[ServerFactory]:
-    """Another server with settings of its own (a Redis, limits)."""
-    procs: list[subprocess.Popen[bytes]] = []
-
-    def start(**settings: str) -> str:
-        proc, url = serve({**os.environ, **TEST_SETTINGS, "REDIS_URL": redis_url, **settings},
-                          tmp_path / f"api-{len(procs)}.log")
-        procs.append(proc)
-        return url
-
-    yield start
-    for proc in procs:
-        stop(proc)
-
-
-def token(user: str = "staff@x.io", role: Role = Role.staff, url: str | None = None) -> dict[str, str]:
-    async def make() -> str:
-        settings = Settings(roles=ROLES, **({"redis_url": url} if url else {}))
-        store = Store(connect(settings), settings)
-        try:
-            return (await tokens.create(store, user, role))[0]
-        finally:
-            await store.redis.aclose()
-    return {"Authorization": f"Bearer {asyncio.run(make())}"}
-
-
-def is_problem(response: httpx.Response, status: int) -> dict:
-    assert response.status_code == status, response.text
-    assert response.headers["content-type"].startswith(PROBLEM)
-    body = response.json()
-    assert body["status"] == status and body["title"] and body["detail"]
-    return body
 
 
 def events(response: httpx.Response, until: Callable[[list[dict]], bool] = lambda _: False) -> list[dict]:

@@ -9,7 +9,7 @@ import pytest
 
 from runner import Client, Settings
 from runner.access import Role
-from tests.test_api import ROLES, api, token  # noqa: F401  (api is a fixture)
+from tests.api_server import ROLES, token
 
 ME = {"staff": "sam@x.io", "analyst": "ann@x.io", "admin": "boss@x.io"}
 OTHER = "olga@x.io"
@@ -43,7 +43,7 @@ EXPECTED: dict[str, dict[str, tuple[int, int, int]]] = {
 
 
 @pytest.fixture
-def jobs(api: str) -> Iterator[dict[str, str]]:  # noqa: F811
+def jobs(api: str) -> Iterator[dict[str, str]]:
     with Client(Settings(roles=ROLES)) as admin:
         made = {f"{role}:{whose}": admin.submit("DEMO", {"duration_s": 600},
                                                 user=email if whose == "own" else OTHER).id
@@ -53,7 +53,7 @@ def jobs(api: str) -> Iterator[dict[str, str]]:  # noqa: F811
 
 @pytest.mark.parametrize("role", list(ME))
 @pytest.mark.parametrize("route", list(ROUTES))
-def test_route_by_role_and_owner(api: str, jobs: dict[str, str], role: str, route: str) -> None:  # noqa: F811
+def test_route_by_role_and_owner(api: str, jobs: dict[str, str], role: str, route: str) -> None:
     auth = token(ME[role], role=Role(role))
     if route == "retry_job":
         with Client(Settings(roles=ROLES)) as admin:
@@ -68,7 +68,7 @@ def test_route_by_role_and_owner(api: str, jobs: dict[str, str], role: str, rout
 
 
 @pytest.mark.parametrize("role", list(ME))
-def test_listing_and_creating_by_role(api: str, jobs: dict[str, str], role: str) -> None:  # noqa: F811
+def test_listing_and_creating_by_role(api: str, jobs: dict[str, str], role: str) -> None:
     auth = token(ME[role], role=Role(role))
     listed = httpx.get(f"{api}/api/jobs", headers=auth, params={"limit": 1000}).json()["jobs"]
     seen = {job["id"] for job in listed}
@@ -82,7 +82,7 @@ def test_listing_and_creating_by_role(api: str, jobs: dict[str, str], role: str)
         assert httpx.get(f"{api}{path}", headers=auth).status_code == 200
 
 
-def test_every_route_has_a_row(api: str) -> None:  # noqa: F811
+def test_every_route_has_a_row(api: str) -> None:
     schema = httpx.get(f"{api}/openapi.json").json()
     routes = {(method.upper(), path) for path, ops in schema["paths"].items() for method in ops}
     covered = {("GET", "/api/jobs/{job_id}"), ("DELETE", "/api/jobs/{job_id}"), ("POST", "/api/jobs/{job_id}/retry"),

@@ -8,14 +8,11 @@ from __future__ import annotations
 
 import asyncio
 import json
-import os
-import subprocess
 import threading
 import time
 import uuid
 from collections.abc import Callable, Iterator
 from contextlib import ExitStack
-from pathlib import Path
 
 import httpx
 import pytest
@@ -25,37 +22,16 @@ from runner import AsyncClient, Client, Settings
 from runner.api import streams
 from runner.errors import InvalidPayload
 from runner.events import Event, Follow, Snapshot
-from tests.conftest import TEST_SETTINGS
+from tests.api_server import ROLES, ServerFactory, is_problem, token
 from tests.polling import wait_until
-from tests.test_api import ROLES, ServerFactory, is_problem, serve, stop, token
 
 EVENTS = "taskdeck:events"
 FINAL = ("completed", "failed", "cancelled")
 Frame = dict[str, str]
 
 
-@pytest.fixture(scope="module")
-def api(redis_url: str, tmp_path_factory: pytest.TempPathFactory) -> Iterator[str]:
-    proc, url = serve({**os.environ, **TEST_SETTINGS, "REDIS_URL": redis_url},
-                      tmp_path_factory.mktemp("api") / "api.log")
-    yield url
-    stop(proc)
 
 
-@pytest.fixture
-def own_api(redis_url: str, tmp_path: Path) -> Iterator[ServerFactory]:
-    """Another server with settings of its own."""
-    procs: list[subprocess.Popen[bytes]] = []
-
-    def start(**settings: str) -> str:
-        proc, url = serve({**os.environ, **TEST_SETTINGS, "REDIS_URL": redis_url, **settings},
-                          tmp_path / f"api-{len(procs)}.log")
-        procs.append(proc)
-        return url
-
-    yield start
-    for proc in procs:
-        stop(proc)
 
 
 def iter_frames(response: httpx.Response) -> Iterator[Frame]:

@@ -3,7 +3,6 @@ from __future__ import annotations
 
 import asyncio
 import base64
-import os
 from collections.abc import Iterator
 
 import httpx
@@ -14,18 +13,11 @@ import redis
 from runner import AsyncClient, Client, Settings
 from runner.access import Role
 from runner.paging import Cursor
-from tests.conftest import TEST_SETTINGS
-from tests.test_api import ROLES, is_problem, serve, stop, token
+from tests.api_server import ROLES, is_problem, token
 
 ADMIN = ("boss@x.io", Role.admin)
 
 
-@pytest.fixture(scope="module")
-def api(redis_url: str, tmp_path_factory: pytest.TempPathFactory) -> Iterator[str]:
-    proc, url = serve({**os.environ, **TEST_SETTINGS, "REDIS_URL": redis_url},
-                      tmp_path_factory.mktemp("api") / "api.log")
-    yield url
-    stop(proc)
 
 
 def submit_many(n: int, user: str | None = None) -> list[str]:
