@@ -14,6 +14,8 @@ import redis
 
 from runner import redis_server
 
+# Fixture modules every test module may use without importing them by hand.
+pytest_plugins = ["tests.dashboard_fixtures", "tests.fake_llm", "tests.browser"]
 ROOT = Path(__file__).resolve().parent.parent
 TEST_SETTINGS = {
     "TASKDECK_LEASE_S": "3",

@@ -12,7 +12,7 @@ from runner.history import HistoryPage, HistoryQuery
 from runner.metrics import DURATION_BOUNDS_S, normalise, percentile
 from runner.models import utcnow
 
-from tests.dashboard_fixtures import client, drive  # noqa: F401
+from tests.dashboard_fixtures import drive
 from tests.polling import wait_until
 
 

@@ -6,7 +6,7 @@ from datetime import date, timedelta
 from runner import Client, JobStatus
 from runner.history import HistoryQuery
 
-from tests.dashboard_fixtures import button, client, drive, open_page, texts  # noqa: F401
+from tests.dashboard_fixtures import button, drive, open_page, texts
 
 
 def finished(client: Client, n: int, outcome: str = "completed", **payload: object) -> list[str]:

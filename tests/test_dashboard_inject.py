@@ -26,9 +26,9 @@ from streamlit.testing.v1 import AppTest
 from runner import AsyncClient, Client, JobStatus, transitions
 from runner.models import utcnow
 from tests.conftest import ROOT
-from tests.dashboard_fixtures import client, drive, open_page  # noqa: F401
+from tests.dashboard_fixtures import drive, open_page
 from tests.polling import wait_until
-from tests.test_e2e import CHROMIUM, browser, cell, dashboard  # noqa: F401  (shared browser fixtures)
+from tests.browser import CHROMIUM, cell
 from ui import alerts, charts, text
 from ui.text import Markdown, literal, md
 

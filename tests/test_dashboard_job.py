@@ -5,7 +5,7 @@ import orjson
 
 from runner import Client, JobStatus
 
-from tests.dashboard_fixtures import button, client, drive, open_page, texts  # noqa: F401
+from tests.dashboard_fixtures import button, drive, open_page, texts
 
 HOSTILE = "<script>alert(1)</script> **bold** [link](http://evil.example) ![img](http://evil.example/x.png)"
 

@@ -4,7 +4,7 @@ from __future__ import annotations
 
 from runner import Client, JobStatus
 
-from tests.dashboard_fixtures import button, client, drive, open_page, texts  # noqa: F401
+from tests.dashboard_fixtures import button, drive, open_page, texts
 
 
 def select(at, *rows: int):

@@ -16,7 +16,7 @@ from runner.history import HistoryQuery
 from runner.llm.breaker import Breaker
 from runner.llm.usage import Call
 
-from tests.dashboard_fixtures import button, client, drive, open_page, texts  # noqa: F401
+from tests.dashboard_fixtures import button, drive, open_page, texts
 
 HOSTILE = "<script>alert(1)</script> **bold** [link](http://evil.example)"
 ENDPOINT = "127.0.0.1:9/v1"

@@ -5,7 +5,7 @@ import asyncio
 
 from runner import AsyncClient, Client, metrics
 
-from tests.dashboard_fixtures import client, drive, open_page, texts  # noqa: F401
+from tests.dashboard_fixtures import drive, open_page, texts
 
 
 def sample_depth() -> None:

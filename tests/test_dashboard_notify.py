@@ -3,7 +3,7 @@ from __future__ import annotations
 
 from runner import Client
 
-from tests.dashboard_fixtures import client, drive, open_page, texts  # noqa: F401
+from tests.dashboard_fixtures import drive, open_page, texts
 from tests.polling import wait_until
 
 

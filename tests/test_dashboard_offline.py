@@ -9,7 +9,6 @@ from runner import Client, redis_server
 
 from tests.conftest import free_port
 from tests.dashboard_fixtures import open_page, texts
-
 PAGES = ["submit", "live", "job", "history", "metrics", "workers", "settings"]
 
 

@@ -15,7 +15,7 @@ from runner.llm import status
 from runner.metrics import Bucket, Window
 from ui import charts, session, tables
 
-from tests.dashboard_fixtures import client, drive  # noqa: F401
+from tests.dashboard_fixtures import drive
 
 
 def load_many(ids: list[str]) -> list[Job]:

@@ -9,7 +9,7 @@ import pytest
 from runner import Client, JobStatus
 from runner.access import Principal, Role
 
-from tests.dashboard_fixtures import app, button, client, drive, open_page, texts  # noqa: F401
+from tests.dashboard_fixtures import app, button, drive, open_page, texts
 from ui import menu
 
 ROLES = {"sam@x.io": "staff", "ann@x.io": "analyst", "*@boss.io": "admin"}

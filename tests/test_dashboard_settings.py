@@ -9,7 +9,7 @@ import pytest
 from runner import Client, JobStatus
 from runner.schedules import Schedule
 
-from tests.dashboard_fixtures import button, by_label, client, open_page, texts  # noqa: F401
+from tests.dashboard_fixtures import button, by_label, open_page, texts
 
 
 def frame(at, table: str):

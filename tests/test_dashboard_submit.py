@@ -4,7 +4,7 @@ from __future__ import annotations
 
 from runner import Client, JobStatus
 
-from tests.dashboard_fixtures import by_label, button, client, drive, open_page, texts  # noqa: F401
+from tests.dashboard_fixtures import by_label, button, drive, open_page, texts
 
 
 def choose(at, type_name: str):

@@ -6,7 +6,7 @@ import asyncio
 from runner import AsyncClient, Client, heartbeat
 from runner.execution import WorkerState
 
-from tests.dashboard_fixtures import button, client, open_page, texts  # noqa: F401
+from tests.dashboard_fixtures import button, open_page, texts
 
 
 def test_no_workers(client: Client) -> None:

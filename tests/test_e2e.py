@@ -17,12 +17,9 @@ import pytest
 from runner import AsyncClient, Client, JobStatus, metrics
 
 from tests.conftest import ROOT
+from tests.browser import CHROMIUM, cell
 from tests.polling import wait_until
-from tests.servers import dashboard_server
 
-CHROMIUM = Path("/usr/bin/chromium")
-ARGS = ["--headless", "--no-sandbox", "--disable-gpu", "--disable-quic", "--no-first-run",
-        "--disable-background-networking", "--disable-component-update", "--disable-sync"]
 DOCS = ROOT / "docs" if os.environ.get("TASKDECK_SCREENSHOTS") == "docs" else Path(tempfile.mkdtemp(prefix="shots-"))
 pytestmark = [pytest.mark.e2e, pytest.mark.skipif(not CHROMIUM.exists(), reason="needs Debian's /usr/bin/chromium")]
 
@@ -31,41 +28,6 @@ async def sample_depth() -> None:
     """A queue-depth sample of the backlog, as a worker's heartbeat takes them."""
     async with AsyncClient() as ac:
         await metrics.sample_depth(ac.store)
-
-
-@pytest.fixture(scope="module")
-def dashboard(redis_url: str, tmp_path_factory: pytest.TempPathFactory) -> Iterator[str]:
-    log = tmp_path_factory.mktemp("dashboard") / "streamlit.log"
-    with dashboard_server(log, {"REDIS_URL": redis_url}) as url:
-        yield url
-
-
-@pytest.fixture(scope="module")
-def browser() -> Iterator[object]:
-    from playwright.sync_api import sync_playwright
-    with sync_playwright() as p:
-        chromium = p.chromium.launch(executable_path=str(CHROMIUM), args=ARGS)
-        yield chromium
-        chromium.close()
-
-
-@pytest.fixture
-def page(browser, dashboard: str) -> Iterator[object]:
-    """A browser tab on the dashboard; fails the test if any tab fetched anything off this machine."""
-    context = browser.new_context(viewport={"width": 1400, "height": 1000}, base_url=dashboard)
-    outside: list[str] = []
-    context.on("request", lambda request: request.url.startswith(("http://127.0.0.1", "ws://127.0.0.1", "data:",
-                                                                  "blob:")) or outside.append(request.url))
-    tab = context.new_page()
-    yield tab
-    context.close()
-    assert outside == []
-
-
-def cell(tab, text: str, timeout: float = 30_000):
-    """A data grid cell by its text: the grid is a canvas, its text lives in a hidden table."""
-    return tab.locator('[data-testid="stDataFrame"] td', has_text=text).first.wait_for(state="attached",
-                                                                                        timeout=timeout)
 
 
 def row_texts(tab) -> list[str]:

@@ -6,7 +6,7 @@ import time
 
 import pytest
 
-from runner import Client, JobStatus, RedisUnavailable, Settings
+from runner import Client, Job, JobStatus, RedisUnavailable, Settings
 from tests.polling import wait_until
 
 
@@ -25,7 +25,9 @@ def test_sigkill_one_of_two_workers_loses_nothing(redis_url: str, start_worker, 
     survivor = start_worker(TASKDECK_MAX_JOBS="50")
     with Client() as client:
         ids = [client.submit("DEMO", {"duration_s": 2, "steps": 2}).id for _ in range(n)]
-        on_victim = lambda: [j for j in client.list(status="processing", limit=1000) if f"-{victim.pid}-" in (j.worker or "")]
+        def on_victim() -> list[Job]:
+            return [j for j in client.list(status="processing", limit=1000) if f"-{victim.pid}-" in (j.worker or "")]
+
         in_flight = len(wait_until(lambda: len(on_victim()) >= 10 and on_victim(), 20, "jobs on the victim"))
         victim.send_signal(signal.SIGKILL)
         jobs = wait_until(lambda: all_terminal(client, ids), 60 + n / 5, "every job to finish")

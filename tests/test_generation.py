@@ -13,7 +13,7 @@ from runner.llm import status
 from runner.llm.errors import EndpointFailed
 from runner.models import StepStatus
 from runner.settings import Settings
-from tests.fake_llm import FakeLLM, Trouble, fake_llm, llm_env  # noqa: F401
+from tests.fake_llm import FakeLLM, Trouble
 from tests.inline import Run
 
 USER = "ana@x.io"

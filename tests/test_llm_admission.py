@@ -12,7 +12,6 @@ from runner import Client, LimitExceeded, Unavailable, admission
 from runner.llm import status
 from runner.settings import Settings
 from tests.conftest import ROOT
-from tests.fake_llm import fake_llm, llm_env  # noqa: F401
 
 BRIEF = {"brand_name": "Brew", "industry": "coffee"}
 NEEDS = "GENERATE_BRAND_KIT needs an LLM endpoint: set TASKDECK_LLM_BASE_URL and TASKDECK_LLM_MODEL"

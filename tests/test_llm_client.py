@@ -20,7 +20,7 @@ from runner.llm.retry import retry_after
 from runner.llm.structured import parse, response_schema
 from runner.settings import Settings
 from runner.store import connect
-from tests.fake_llm import FakeLLM, Trouble, fake_llm  # noqa: F401
+from tests.fake_llm import FakeLLM, Trouble
 
 MESSAGES = [{"role": "system", "content": "You write titles."}, {"role": "user", "content": "Three titles, please."}]
 

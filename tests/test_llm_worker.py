@@ -7,7 +7,7 @@ import pytest
 from runner import Client, JobStatus
 from runner.llm import status
 from runner.models import StepStatus
-from tests.fake_llm import FakeLLM, Trouble, fake_llm, llm_env  # noqa: F401
+from tests.fake_llm import FakeLLM, Trouble
 from tests.polling import wait_until
 
 USER = "ana@x.io"

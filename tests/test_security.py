@@ -15,7 +15,7 @@ from websockets.sync.client import connect
 from runner import Client, JobStatus
 from tests.conftest import ROOT
 from tests.polling import wait_until
-from tests.test_e2e import CHROMIUM, browser, dashboard, page  # noqa: F401  (shared browser fixtures)
+from tests.browser import CHROMIUM
 
 XSS = ('<script>window.__xss=1</script><img src=x onerror="window.__xss=1;alert(1)">'
        '<svg onload="window.__xss=1"></svg>"><iframe srcdoc="<script>parent.__xss=1</script>"></iframe>')

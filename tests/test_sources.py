@@ -11,7 +11,7 @@ import pytest
 
 from runner import AccessDenied, AsyncClient, Client, Fatal, JobStatus, TaskdeckError, oversight, runtime, sources
 from runner.settings import Settings
-from tests.fake_llm import FakeLLM, fake_llm, llm_env  # noqa: F401
+from tests.fake_llm import FakeLLM
 from tests.fake_web import FakeWeb, Route, web  # noqa: F401
 from tests.inline import Run
 
