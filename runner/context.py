@@ -33,8 +33,11 @@ class TaskContext:
         interval: float,
         partial_cap: int,
         expected_s: float | None = None,
+        user_id: str = "",
+        org_id: str = "",
     ) -> None:
         self.job_id = job_id
+        self.user_id, self.org_id = user_id, org_id  # whose job this is: sources live in their namespace
         self.attempt = attempt
         self.steps = [Step(name=name) for name in steps]
         self.progress_value = 0.0

@@ -112,6 +112,7 @@ async def attempt(state: WorkerState, job: Job, task_type: registry.TaskType, pa
         flush=lambda fields: state.store.apply(job.id, transitions.progress(job.attempts, fields, job)),
         is_cancel_requested=lambda: cancel_requested(state, job.id),
         interval=settings.progress_interval_s, partial_cap=settings.max_partial_bytes,
+        user_id=job.user_id, org_id=job.org_id,
     )
     ctx.usage = {"tokens_in": job.tokens_in, "tokens_out": job.tokens_out, "cost_usd": job.cost_usd}
     deadline = asyncio.timeout(task_type.timeout_s)

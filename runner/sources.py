@@ -23,11 +23,11 @@ from redis.asyncio import Redis
 from redis.asyncio.client import Pipeline
 
 from . import outbound
+from .context import TaskContext
 from .errors import Fatal, InvalidPayload, TaskdeckError
-from .keys import Keys
 from .models import utcnow
 from .outbound import Fetched
-from .runtime import Runtime, blocking
+from .runtime import blocking
 from .settings import Settings
 from .store import dumps
 
@@ -89,13 +89,11 @@ def owners_of(email: str, org: str) -> list[str]:
     return [owner_of(email), *([owner_of(email, org)] if org else [])]
 
 
-async def job_owner(rt: Runtime, job_id: str) -> str:
-    """The owner of job `job_id`'s sources, from its record; Fatal when it has none."""
-    raw = await rt.redis.hmget(Keys(rt.prefix, rt.settings.queue_name).job(job_id), ["user_id", "org_id"])
-    user, org = (orjson.loads(value) if value else "" for value in raw)
-    if not user:
-        raise Fatal(f"job {job_id} has no record saying who submitted it, so it has no sources")
-    return owner_of(user, org)
+def job_owner(ctx: TaskContext) -> str:
+    """The owner of a running job's sources; Fatal when the job says nobody submitted it."""
+    if not ctx.user_id:
+        raise Fatal(f"job {ctx.job_id} has no record saying who submitted it, so it has no sources")
+    return owner_of(ctx.user_id, ctx.org_id)
 
 
 def source_key(prefix: str, owner: str, url: str) -> str:

@@ -43,7 +43,9 @@ def serve(env: dict[str, str], log: Path) -> tuple[subprocess.Popen[bytes], str]
 
 
 def stop(proc: subprocess.Popen[bytes]) -> None:
-    proc.send_signal(signal.SIGTERM)
+    """SIGTERM, then SIGKILL after 10 s; a process that already ended is only reaped."""
+    if proc.poll() is None:
+        proc.send_signal(signal.SIGTERM)
     try:
         proc.wait(10)
     except subprocess.TimeoutExpired:

@@ -11,11 +11,12 @@ from runner.context import TaskContext
 class Run:
     """A task function called as the worker would, with every flushed snapshot kept."""
 
-    def __init__(self, job_id: str, type_name: str, attempt: int = 1) -> None:
+    def __init__(self, job_id: str, type_name: str, attempt: int = 1, user_id: str = "", org_id: str = "") -> None:
         self.type = registry.get(type_name)
         self.snapshots: list[dict[str, Any]] = []
         self.ctx = TaskContext(job_id, attempt, list(self.type.steps), flush=self.flush,
-                               is_cancel_requested=self.never, interval=0.0, partial_cap=64_000)
+                               is_cancel_requested=self.never, interval=0.0, partial_cap=64_000,
+                               user_id=user_id, org_id=org_id)
 
     async def flush(self, fields: dict[str, Any]) -> None:
         self.snapshots.append(dict(fields, steps=[s.model_copy() for s in fields["steps"]]))

@@ -48,7 +48,7 @@ async def test_each_generative_type_gives_its_result_with_real_progress(
     type_name: str, client: AsyncClient, fake_llm: FakeLLM, r  # noqa: F811
 ) -> None:
     job = await client.submit(type_name, BRIEFS[type_name], user=USER)
-    run = Run(job.id, type_name)
+    run = Run(job.id, type_name, user_id=job.user_id)
     result = await run(BRIEFS[type_name])
 
     assert isinstance(result, dict) and result
@@ -78,13 +78,13 @@ async def test_large_outputs_come_in_parts_and_a_retry_resumes_after_the_last_on
     brief = {"product": "grinder", "market": "home baristas", "count": 30}
     job = await client.submit("AUTO_GENERATE_PERSONAS", brief, user=USER)
     fake_llm.then("ok", "ok", Trouble(status=500))
-    first = Run(job.id, "AUTO_GENERATE_PERSONAS")
+    first = Run(job.id, "AUTO_GENERATE_PERSONAS", user_id=job.user_id)
     with pytest.raises(EndpointFailed):
         await first(brief)
     assert sorted(r.hkeys(f"taskdeck:parts:{job.id}")) == ["personas:1", "segments"]
     assert first.ctx.steps[0].status is StepStatus.completed and first.ctx.progress_value == pytest.approx(50 + 50 / 3)
 
-    second = Run(job.id, "AUTO_GENERATE_PERSONAS", attempt=2)
+    second = Run(job.id, "AUTO_GENERATE_PERSONAS", attempt=2, user_id=job.user_id)
     result = await second(brief)
     asked = [req.task for req in fake_llm.requests]
     assert len(asked) == 5 and sum("Split the market" in a for a in asked) == 1
@@ -104,7 +104,7 @@ async def test_trends_read_the_sources_the_brief_names(client: AsyncClient, fake
     await sources.add_items(rt.redis, rt.prefix, f"user:{USER}", sources.canonical(url), items)
     brief = {"industry": "coffee", "count": 3, "sources": [url]}
     job = await client.submit("GENERATE_TRENDS", brief, user=USER)
-    run = Run(job.id, "GENERATE_TRENDS")
+    run = Run(job.id, "GENERATE_TRENDS", user_id=job.user_id)
     await run(brief)
     assert "Oat milk shortage" in fake_llm.requests[0].task and "Prices up 40%" in fake_llm.requests[0].task
     assert run.ctx.steps[0].name == "Gather context" and run.ctx.steps[0].status is StepStatus.completed
@@ -116,4 +116,4 @@ async def test_a_worker_without_an_endpoint_fails_the_job_at_once(client: AsyncC
     monkeypatch.setenv("TASKDECK_LLM_EMBEDDED", "0")  # else the embedded demo model stands in (test_embedded.py)
     await runtime.close()
     with pytest.raises(Fatal, match="this worker has no LLM endpoint: set TASKDECK_LLM_BASE_URL"):
-        await Run(job.id, "GENERATE_BRAND_KIT")(BRIEFS["GENERATE_BRAND_KIT"])
+        await Run(job.id, "GENERATE_BRAND_KIT", user_id=job.user_id)(BRIEFS["GENERATE_BRAND_KIT"])

@@ -49,13 +49,14 @@ class Submitted:
 
     def __init__(self, type_name: str, payload: dict[str, Any], user: str = ANA) -> None:
         self.type_name, self.payload, self.user = type_name, payload, user
-        self.id = ""
+        self.id, self.org = "", ""
 
     async def run(self, attempt: int = 1) -> Any:
         if not self.id:
             async with AsyncClient() as ac:
-                self.id = (await ac.submit(self.type_name, self.payload, user=self.user)).id
-        return await Run(self.id, self.type_name, attempt=attempt)(self.payload)
+                job = await ac.submit(self.type_name, self.payload, user=self.user)
+            self.id, self.org = job.id, job.org_id
+        return await Run(self.id, self.type_name, attempt=attempt, user_id=self.user, org_id=self.org)(self.payload)
 
 
 async def run(type_name: str, payload: dict[str, Any], user: str = ANA) -> Any:

@@ -24,7 +24,6 @@ import asyncio
 import json
 import os
 import shutil
-import signal
 import subprocess
 import sys
 import time
@@ -50,6 +49,7 @@ sys.path.insert(0, str(ROOT))
 from runner import Settings, redis_server, tokens  # noqa: E402
 from runner.access import Role  # noqa: E402
 from runner.store import Store, connect  # noqa: E402
+from tests.api_server import stop  # noqa: E402
 from tests.conftest import TEST_SETTINGS, free_port  # noqa: E402
 from tests.polling import wait_until  # noqa: E402
 
@@ -133,16 +133,6 @@ def launch(args: list[str], env: dict[str, str], log: Path) -> subprocess.Popen[
     with open(log, "ab") as out:
         return subprocess.Popen(args, cwd=ROOT, env=env, stdout=out, stderr=subprocess.STDOUT,
                                 preexec_fn=redis_server.die_with_parent)
-
-
-def stop(proc: subprocess.Popen[bytes]) -> None:
-    if proc.poll() is None:
-        proc.send_signal(signal.SIGTERM)
-    try:
-        proc.wait(10)
-    except subprocess.TimeoutExpired:
-        proc.kill()
-        proc.wait()
 
 
 @contextmanager

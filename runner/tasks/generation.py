@@ -92,7 +92,7 @@ async def generate(ctx: TaskContext, brief: P, recipe: Recipe[P, R]) -> dict[str
     context: list[str] = []
     if recipe.sources:
         async with ctx.step(GATHER):
-            owner = await sources.job_owner(session.rt, ctx.job_id)
+            owner = sources.job_owner(ctx)
             context = await sources.context(session.rt.redis, session.rt.prefix, owner, recipe.sources(brief))
     parts = recipe.plan(brief)
     done = session.resumed(parts)

@@ -45,7 +45,7 @@ def item(entry: Any) -> sources.FeedItem:
 async def sync_rss(ctx: TaskContext, payload: RssPayload) -> dict[str, object]:
     rt = runtime()
     url = sources.canonical(payload.url)
-    owner = await sources.job_owner(rt, ctx.job_id)
+    owner = sources.job_owner(ctx)
     async with ctx.step("Fetch"):
         known = await sources.ensure_healthy(rt.redis, rt.prefix, owner, url)
         validators = (("If-None-Match", known.etag), ("If-Modified-Since", known.last_modified))

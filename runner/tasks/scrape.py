@@ -34,7 +34,7 @@ def extract(html: bytes, url: str) -> dict[str, str | None]:
 async def scrape_website(ctx: TaskContext, payload: ScrapePayload) -> dict[str, object]:
     rt = runtime()
     url = sources.canonical(payload.url)
-    owner = await sources.job_owner(rt, ctx.job_id)
+    owner = sources.job_owner(ctx)
     async with ctx.step("Fetch"):
         await sources.ensure_healthy(rt.redis, rt.prefix, owner, url)
         try:
