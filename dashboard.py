@@ -6,7 +6,7 @@ from __future__ import annotations
 import streamlit as st
 
 from runner import AccessDenied
-from runner.access import Principal
+from runner.policy.access import Principal
 from ui import menu, notify, session
 from ui.alerts import alert
 from ui.text import md, trusted

@@ -1,4 +1,4 @@
-"""History: finished jobs, newest first, paginated in Redis (runner/history.py); filters, search,
+"""History: finished jobs, newest first, paginated in Redis (runner/reads/history.py); filters, search,
 bulk retry and CSV export of the whole filtered set."""
 from __future__ import annotations
 
@@ -9,8 +9,8 @@ from datetime import date, datetime, time, timedelta, timezone
 import streamlit as st
 
 from runner import JobStatus
-from runner.access import Action
-from runner.history import FINISHED, HistoryQuery
+from runner.policy.access import Action
+from runner.reads.history import FINISHED, HistoryQuery
 from ui.alerts import stop_on_refusal
 from ui.export import ChunkStream
 from ui.session import client

@@ -9,8 +9,8 @@ from datetime import datetime
 import streamlit as st
 
 from runner import Job, JobNotFound, TaskdeckError, registry
-from runner.access import Action
-from runner.admission import needs_llm
+from runner.policy.access import Action
+from runner.policy.admission import needs_llm
 from runner.models import utcnow
 from ui import charts
 from ui.alerts import alert, message

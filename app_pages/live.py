@@ -8,7 +8,7 @@ from __future__ import annotations
 import streamlit as st
 
 from runner import Priority
-from runner.access import Action
+from runner.policy.access import Action
 from runner.models import utcnow
 from ui.session import client, guard
 from ui.tables import LIVE_COLUMNS, live_rows

@@ -9,7 +9,7 @@ import pandas as pd
 import streamlit as st
 from plotly.graph_objects import Figure
 
-from runner.llm import status
+from runner.reads import llm_status as status
 from ui import charts
 from ui.alerts import stop_on_refusal
 from ui.session import client

@@ -13,10 +13,10 @@ import streamlit as st
 from pydantic import ValidationError
 
 from runner import InvalidPayload, Priority, TaskdeckError
-from runner.access import Action
-from runner.admission import unavailable_reason
+from runner.policy.access import Action
+from runner.policy.admission import unavailable_reason
 from runner.models import utcnow
-from runner.schedules import Schedule
+from runner.client.schedules import Schedule
 from ui.alerts import alert, message
 from ui.forms import Form, errors_by_field
 from ui.session import client

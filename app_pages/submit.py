@@ -5,8 +5,8 @@ from __future__ import annotations
 import streamlit as st
 
 from runner import InvalidPayload, JobNotFound, Priority, TaskdeckError
-from runner.access import Action
-from runner.admission import unavailable_reason
+from runner.policy.access import Action
+from runner.policy.admission import unavailable_reason
 from ui.alerts import alert
 from ui.forms import Form, errors_by_field
 from ui.session import client

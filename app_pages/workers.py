@@ -9,7 +9,7 @@ import pandas as pd
 import streamlit as st
 
 from runner import TaskdeckError
-from runner.access import Action
+from runner.policy.access import Action
 from runner.models import utcnow
 from ui import alerts
 from ui.session import client, guard

@@ -30,7 +30,8 @@ import psutil  # noqa: E402
 import redis  # noqa: E402
 from arq.constants import health_check_key_suffix  # noqa: E402
 
-from runner import redis_server  # noqa: E402
+from runner.ops import redis_server  # noqa: E402
+from runner.process import die_with_parent  # noqa: E402
 
 BARE_QUEUE = "bench:bare"
 BENCH_TASK_MODULES = '["runner.tasks", "bench.tasks"]'
@@ -82,7 +83,7 @@ def spawn(settings_path: str, log: Path, env: dict[str, str]) -> subprocess.Pope
     full = {**os.environ, **env}
     with open(log, "ab") as out:
         return subprocess.Popen([sys.executable, "-m", "arq", settings_path], cwd=ROOT, env=full,
-                                stdout=out, stderr=subprocess.STDOUT, preexec_fn=redis_server.die_with_parent)
+                                stdout=out, stderr=subprocess.STDOUT, preexec_fn=die_with_parent)
 
 
 def stop(proc: subprocess.Popen[bytes]) -> None:

@@ -17,7 +17,7 @@ figure, after one warm-up.
    ("No queued or running jobs" visible). The first session after the server starts (cold: the page
    modules, pandas and plotly are imported then) and the median of warm new sessions.
 2. Live (target: a refresh ≤ 50 ms of server time with 500 running jobs): `--live` jobs submitted, started
-   and given steps and progress by the real transitions (runner/transitions.py specs through Store.apply,
+   and given steps and progress by the real transitions (runner/storage/transitions.py specs through Store.apply,
    as a worker does), then `--queued` newer queued jobs. Measured: `Client.live()` as the board calls it
    (include = the ids it shows); the board fragment's body (what a 1 s `run_every` refresh executes: the
    read, the rows, the Arrow table and st.dataframe), with its CPU time; the whole Live page run in AppTest;
@@ -70,13 +70,17 @@ import orjson  # noqa: E402
 import redis  # noqa: E402
 
 from bench._harness import code_state  # noqa: E402
-from runner import AsyncClient, Client, JobStatus, metrics, redis_server, transitions  # noqa: E402
-from runner.history import HistoryQuery  # noqa: E402
-from runner.keys import Keys  # noqa: E402
+from runner import AsyncClient, Client, JobStatus  # noqa: E402
+from runner.storage import counters as tally  # noqa: E402
+from runner.ops import redis_server  # noqa: E402
+from runner.process import die_with_parent  # noqa: E402
+from runner.storage import transitions  # noqa: E402
+from runner.reads.history import HistoryQuery  # noqa: E402
+from runner.storage.keys import Keys  # noqa: E402
 from runner.llm.usage import Call, bucket_fields  # noqa: E402
 from runner.models import Job, Priority, Step, StepStatus, utcnow  # noqa: E402
 from runner.settings import Settings  # noqa: E402
-from runner.store import TRANSITION, encode  # noqa: E402
+from runner.storage.store import TRANSITION, encode  # noqa: E402
 
 CHROMIUM = "/usr/bin/chromium"
 ARGS = ["--headless", "--no-sandbox", "--disable-gpu", "--disable-quic", "--no-first-run",
@@ -276,7 +280,7 @@ def start_dashboard(url: str, log: Path | None = None) -> tuple[subprocess.Popen
                "--server.address", "127.0.0.1"]
     env = {**os.environ, "REDIS_URL": url, **({"BENCH_FRAGMENT_LOG": str(log)} if log else {})}
     proc = subprocess.Popen(command, cwd=ROOT, env=env, stdout=subprocess.DEVNULL, stderr=subprocess.DEVNULL,
-                            preexec_fn=redis_server.die_with_parent)
+                            preexec_fn=die_with_parent)
     base = f"http://127.0.0.1:{port}"
     while True:
         try:
@@ -469,7 +473,7 @@ class Buckets:
                 minute[name] += n
 
     def error(self, at: float, message: str) -> None:
-        self.errors[int(at // 3600 * 3600)][metrics.normalise(message)] += 1
+        self.errors[int(at // 3600 * 3600)][tally.normalise(message)] += 1
 
 
 def simulate(buckets: Buckets, rng: random.Random, at: float, templates: dict[tuple[str, str], Job]) -> None:
@@ -478,11 +482,11 @@ def simulate(buckets: Buckets, rng: random.Random, at: float, templates: dict[tu
     generative, typical_s, _ = TYPES[job_type]
     wait = rng.expovariate(1 / 3)
     buckets.add(at, transitions.counters(job, "submitted"))
-    buckets.add(at, transitions.counters(job, "started", **metrics.wait_counters(wait)))
+    buckets.add(at, transitions.counters(job, "started", **tally.wait_counters(wait)))
     roll = rng.random()
     attempts = 3 if 0.90 <= roll < 0.98 else 2 if rng.random() < 0.05 else 1
     for attempt in range(1, attempts):
-        buckets.add(at, transitions.counters(job, "retried") | metrics.failure_counters(job, final=False))
+        buckets.add(at, transitions.counters(job, "retried") | tally.failure_counters(job, final=False))
         buckets.error(at, rng.choice(ERRORS).format(n=rng.randint(1, 99)))
         buckets.add(at, transitions.counters(job, "started"))
     if generative:
@@ -495,10 +499,10 @@ def simulate(buckets: Buckets, rng: random.Random, at: float, templates: dict[tu
         duration = rng.lognormvariate(math.log(typical_s), 0.5)
         buckets.add(at, transitions.counters(job, "completed", **{f"duration_s:{job_type}": duration,
                                                                  f"duration_n:{job_type}": 1})
-                    | metrics.completion_counters(job, duration))
+                    | tally.completion_counters(job, duration))
     elif roll < 0.98:
         buckets.error(at, rng.choice(ERRORS).format(n=rng.randint(1, 99)))
-        buckets.add(at, transitions.counters(job, "failed") | metrics.failure_counters(job, final=True))
+        buckets.add(at, transitions.counters(job, "failed") | tally.failure_counters(job, final=True))
     else:
         buckets.add(at, transitions.counters(job, "cancelled"))
 
@@ -517,7 +521,7 @@ def fill_metrics(url: str, jobs_per_week: int, days: int) -> tuple[float, int, i
     keys = Keys(settings.prefix, settings.queue_name)
     now = time.time()
     first = now - days * 86400
-    buckets = Buckets(minutes_from=now - metrics.TTL_S["1m"])
+    buckets = Buckets(minutes_from=now - tally.TTL_S["1m"])
     rng = random.Random(11)
     queued_at = utcnow()
     templates = {(t, u): Job(id="0" * 32, type=t, payload={}, user_id=u, status=JobStatus.queued,
@@ -532,10 +536,10 @@ def fill_metrics(url: str, jobs_per_week: int, days: int) -> tuple[float, int, i
             for at, counters in rows.items():
                 key = keys.metrics(resolution, at)
                 pipe.hset(key, mapping={k: repr(v) for k, v in counters.items()})
-                pipe.expire(key, metrics.TTL_S[resolution])
+                pipe.expire(key, tally.TTL_S[resolution])
         for at, counts in buckets.errors.items():
-            pipe.zadd(metrics.error_key(keys, at), counts)
-            pipe.expire(metrics.error_key(keys, at), metrics.TTL_S["1h"])
+            pipe.zadd(tally.error_key(keys, at), counts)
+            pipe.expire(tally.error_key(keys, at), tally.TTL_S["1h"])
         pipe.execute()
     fields = sorted(len(b) for b in buckets.hours.values())
     client.close()

@@ -112,7 +112,7 @@ class Trips:
 
 
 def where(frame) -> str:
-    """The innermost frame in runner/ or arq/ (skipping runner/store.py plumbing), and its caller."""
+    """The innermost frame in runner/ or arq/ (skipping runner/storage/store.py plumbing), and its caller."""
     found: list[str] = []
     while frame is not None and len(found) < 2:
         name = frame.f_code.co_filename
@@ -146,7 +146,7 @@ def quiet_logging(log: Path) -> None:
 async def drain(kind: str, settings_cls, max_jobs: int, poll_delay: float) -> None:
     from arq.worker import Worker, get_kwargs
 
-    # Taskdeck's hooks touch only its own workers (runner/wake.py, claim.py), so the bare worker is
+    # Taskdeck's hooks touch only its own workers (runner/worker/wake.py, claim.py), so the bare worker is
     # plain ARQ; a Taskdeck worker keeps its settings' poll_delay of 0 (its wait is in the claim hook)
     kwargs = {**get_kwargs(settings_cls), "burst": True, "handle_signals": False, "max_jobs": max_jobs}
     if kind == "arq":
@@ -204,9 +204,11 @@ async def prices(url: str, reps: int) -> None:
 
     from redis.asyncio import Redis
 
-    from runner import AsyncClient, logs, transitions
+    from runner import AsyncClient
+    from runner.worker import logs
+    from runner.storage import transitions
     from runner.settings import Settings
-    from runner.store import Store, connect, decode
+    from runner.storage.store import Store, connect, decode
 
     settings = Settings()
     plain = Redis.from_url(url, decode_responses=True)
@@ -284,26 +286,26 @@ async def prices(url: str, reps: int) -> None:
 
 PHASES = [
     ("arq/worker.py", "_poll_iteration", "ARQ poll iteration (bare ARQ: incl. start_jobs)"),
-    ("runner/claim.py", "poll_iteration", "Taskdeck poll iteration (one claim script)"),
-    ("runner/wake.py", "listen", "Taskdeck wake listener"),
-    ("runner/heartbeat.py", "run", "Taskdeck heartbeat loop"),
+    ("runner/worker/claim.py", "poll_iteration", "Taskdeck poll iteration (one claim script)"),
+    ("runner/worker/wake.py", "listen", "Taskdeck wake listener"),
+    ("runner/worker/heartbeat.py", "run", "Taskdeck heartbeat loop"),
     ("arq/worker.py", "start_jobs", "ARQ start_jobs (WATCH/EXISTS/ZSCORE + MULTI PSETEX)"),
     ("arq/worker.py", "run_job", "ARQ run_job (incl. finish_job)"),
     ("arq/worker.py", "finish_job", "ARQ finish_job"),
-    ("runner/execution.py", "execute", "Taskdeck execute (all of the job below)"),
-    ("runner/store.py", "many", "  store.Batched.many (one pipeline of transitions)"),
-    ("runner/store.py", "decode", "    store.decode (JSON + pydantic Job)"),
-    ("runner/execution.py", "begin", "  begin (start transition)"),
-    ("runner/transitions.py", "start", "    transitions.start (spec)"),
-    ("runner/execution.py", "attempt", "  attempt (context, task, completed)"),
+    ("runner/worker/execution.py", "execute", "Taskdeck execute (all of the job below)"),
+    ("runner/storage/store.py", "many", "  store.Batched.many (one pipeline of transitions)"),
+    ("runner/storage/store.py", "decode", "    store.decode (JSON + pydantic Job)"),
+    ("runner/worker/execution.py", "begin", "  begin (start transition)"),
+    ("runner/storage/transitions.py", "start", "    transitions.start (spec)"),
+    ("runner/worker/execution.py", "attempt", "  attempt (context, task, completed)"),
     ("runner/context.py", "__init__", "    TaskContext.__init__"),
-    ("runner/execution.py", "completed", "    completed (complete transition)"),
-    ("runner/execution.py", "record", "      execution.record (Attempt)"),
-    ("runner/transitions.py", "complete", "      transitions.complete (spec)"),
-    ("runner/execution.py", "finish", "      execution.finish (apply)"),
-    ("runner/store.py", "apply", "  store.apply (all transitions: spec JSON + EVALSHA)"),
-    ("runner/store.py", "encode", "  store.encode (field JSON)"),
-    ("runner/logs.py", "log_transition", "  logs.log_transition"),
+    ("runner/worker/execution.py", "completed", "    completed (complete transition)"),
+    ("runner/worker/execution.py", "record", "      execution.record (Attempt)"),
+    ("runner/storage/transitions.py", "complete", "      transitions.complete (spec)"),
+    ("runner/worker/execution.py", "finish", "      execution.finish (apply)"),
+    ("runner/storage/store.py", "apply", "  store.apply (all transitions: spec JSON + EVALSHA)"),
+    ("runner/storage/store.py", "encode", "  store.encode (field JSON)"),
+    ("runner/worker/logs.py", "log_transition", "  logs.log_transition"),
     ("logging/__init__.py", "_log", "all logging (_log: ARQ + Taskdeck lines)"),
     ("redis/commands/core.py", "__call__", "redis Script.__call__ (EVALSHA)"),
     ("redis/asyncio/client.py", "execute_command", "redis execute_command (single commands)"),

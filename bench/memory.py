@@ -13,7 +13,7 @@
    Bare ARQ keeps its default keep_result (3600 s), so its finished job is the result key, which
    repeats the job's arguments.
 2. Retention: a worker with TASKDECK_RETENTION_DAYS = --retention-s seconds runs --retention-n jobs fed
-   in batches (queue kept ≤ 2,000) while this process calls runner.heartbeat.prune (as the heartbeat
+   in batches (queue kept ≤ 2,000) while this process calls runner.worker.heartbeat.prune (as the heartbeat
    does, but every 0.5 s) with its own WorkerState; used_memory is sampled every second. Bounded =
    used_memory stops growing once the event stream reaches its cap (TASKDECK_EVENTS_MAXLEN).
 """
@@ -100,10 +100,11 @@ async def one_record(system: System, n: int) -> tuple[int, str]:
 
 
 def retention(url: str, counters: Counters, logs, args, system: System) -> None:
-    from runner import AsyncClient, heartbeat
-    from runner.execution import WorkerState
+    from runner import AsyncClient
+    from runner.worker import heartbeat
+    from runner.worker.execution import WorkerState
     from runner.settings import Settings
-    from runner.store import Store, connect
+    from runner.storage.store import Store, connect
 
     days = args.retention_s / 86400
     env = {"TASKDECK_RETENTION_DAYS": repr(days)}

@@ -2,7 +2,7 @@
 
     .venv/bin/python compat/arq_suite.py [--rebuild]
 
-Taskdeck hooks into ARQ (runner/claim.py; runner/worker.py says what else it wires, per worker),
+Taskdeck hooks into ARQ (runner/worker/claim.py; runner/worker/arq_settings.py says what else it wires, per worker),
 and teams load Taskdeck's worker beside their own ARQ code. This runs the tests of the ARQ version
 pinned in requirements.txt, from that version's sdist, against the installed arq, twice:
 
@@ -48,7 +48,7 @@ EXTRA_TEST_DEPS = ["watchfiles"]  # arq[watch], which test_cli's --watch tests i
 WARNINGS = ["-W", "ignore::DeprecationWarning", "-W", "ignore::ResourceWarning"]
 
 sys.path.insert(0, str(ROOT))
-from runner import redis_server  # noqa: E402
+from runner.ops import redis_server  # noqa: E402
 
 
 @dataclass

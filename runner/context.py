@@ -11,7 +11,7 @@ from datetime import datetime, timedelta
 from typing import Any
 
 from .models import Step, StepStatus, utcnow
-from .redis_server import die_with_parent
+from .process import die_with_parent
 
 Flush = Callable[[dict[str, Any]], Awaitable[None]]
 

@@ -12,9 +12,10 @@ from pathlib import Path
 
 import httpx
 
-from runner import Settings, tokens
-from runner.access import Role
-from runner.store import Store, connect
+from runner import Settings
+from runner.policy import tokens
+from runner.policy.access import Role
+from runner.storage.store import Store, connect
 from tests.conftest import ROOT, free_port
 from tests.polling import wait_until
 

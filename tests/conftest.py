@@ -12,7 +12,8 @@ from pathlib import Path
 import pytest
 import redis
 
-from runner import redis_server
+from runner.ops import redis_server
+from runner.process import die_with_parent
 
 # Fixture modules every test module may use without importing them by hand.
 pytest_plugins = ["tests.dashboard_fixtures", "tests.fake_llm", "tests.browser"]
@@ -101,7 +102,7 @@ def start_worker(redis_url: str, tmp_path: Path) -> Iterator[WorkerFactory]:
         env = {**os.environ, **TEST_SETTINGS, "REDIS_URL": redis_url, **settings}
         log = open(tmp_path / f"worker-{len(procs)}.log", "wb")
         proc = subprocess.Popen([sys.executable, "-m", "arq", "runner.worker.WorkerSettings"], cwd=ROOT, env=env,
-                                stdout=log, stderr=subprocess.STDOUT, preexec_fn=redis_server.die_with_parent)
+                                stdout=log, stderr=subprocess.STDOUT, preexec_fn=die_with_parent)
         procs.append(proc)
         return proc
 

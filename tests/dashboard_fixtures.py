@@ -12,7 +12,8 @@ import pytest
 from pydantic import BaseModel, Field
 from streamlit.testing.v1 import AppTest
 
-from runner import AsyncClient, Client, TaskContext, task, transitions
+from runner import AsyncClient, Client, TaskContext, task
+from runner.storage import transitions
 from runner.llm import usage
 from runner.llm.usage import Call
 from runner.models import Attempt, Job, Step, StepStatus, utcnow

@@ -10,7 +10,7 @@ from collections.abc import Iterator
 from contextlib import contextmanager
 from pathlib import Path
 
-from runner import redis_server
+from runner.process import die_with_parent
 from tests.conftest import ROOT, free_port
 from tests.polling import wait_until
 
@@ -35,7 +35,7 @@ def dashboard_server(log: Path, env: dict[str, str], *args: str, port: int | Non
             [sys.executable, "-m", "streamlit", "run", "dashboard.py", "--server.port", str(port),
              "--server.headless", "true", "--server.address", HOST, *args],
             cwd=ROOT, env={**os.environ, **env}, stdout=out, stderr=subprocess.STDOUT,
-            preexec_fn=redis_server.die_with_parent)
+            preexec_fn=die_with_parent)
         try:
             wait_until(lambda: healthy(url) or proc.poll() is not None, 30, "the dashboard's health check")
             assert proc.poll() is None, f"streamlit exited with {proc.returncode}; see {log}"

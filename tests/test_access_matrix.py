@@ -14,9 +14,10 @@ import redis
 
 from redis.asyncio import Redis
 
-from runner import AccessDenied, Client, JobNotFound, Settings, sources
-from runner.history import HistoryQuery
-from runner.schedules import Schedule
+from runner import AccessDenied, Client, JobNotFound, Settings
+from runner.web import sources
+from runner.reads.history import HistoryQuery
+from runner.client.schedules import Schedule
 
 ROLES = {"boss@x.io": "admin", "ann@x.io": "analyst", "*@x.io": "staff"}
 ME = {"staff": "sam@x.io", "analyst": "ann@x.io", "admin": "boss@x.io"}

@@ -8,7 +8,7 @@ import httpx
 import pytest
 
 from runner import Client, Settings
-from runner.access import Role
+from runner.policy.access import Role
 from tests.api_server import ROLES, token
 
 ME = {"staff": "sam@x.io", "analyst": "ann@x.io", "admin": "boss@x.io"}

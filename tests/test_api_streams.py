@@ -21,7 +21,7 @@ import redis
 from runner import AsyncClient, Client, Settings
 from runner.api import streams
 from runner.errors import InvalidPayload
-from runner.events import Event, Follow, Snapshot
+from runner.reads.events import Event, Follow, Snapshot
 from tests.api_server import ROLES, ServerFactory, is_problem, token
 from tests.polling import wait_until
 

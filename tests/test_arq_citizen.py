@@ -13,7 +13,8 @@ import pytest
 from arq.connections import ArqRedis, RedisSettings, create_pool
 from arq.worker import Worker, create_worker, func
 
-from runner import AsyncClient, JobStatus, Settings, wake
+from runner import AsyncClient, JobStatus, Settings
+from runner.worker import wake
 
 PLAIN_QUEUE = "plain:queue"
 

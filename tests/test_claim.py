@@ -11,8 +11,9 @@ import arq.worker
 import pytest
 import redis
 
-from runner import Client, JobStatus, claim
-from runner.keys import Keys
+from runner import Client, JobStatus
+from runner.worker import claim
+from runner.storage.keys import Keys
 from tests.conftest import ROOT, TEST_SETTINGS
 from tests.polling import wait_until
 

@@ -7,9 +7,9 @@ import time
 import pytest
 
 from runner import AsyncClient, Client, InvalidPayload, JobNotFound, JobStatus, RedisUnavailable, Settings
-from runner.execution import WorkerState
-from runner.heartbeat import prune
-from runner.store import Store, connect
+from runner.worker.execution import WorkerState
+from runner.worker.heartbeat import prune
+from runner.storage.store import Store, connect
 
 REJECTED = [
     ("DEMO", {"duration_s": 5000}, InvalidPayload, "duration_s: Input should be less than or equal to 3600"),

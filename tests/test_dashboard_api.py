@@ -7,9 +7,11 @@ from datetime import timedelta
 
 import pytest
 
-from runner import AccessDenied, AsyncClient, Client, JobStatus, Settings, history
-from runner.history import HistoryPage, HistoryQuery
-from runner.metrics import DURATION_BOUNDS_S, normalise, percentile
+from runner import AccessDenied, AsyncClient, Client, JobStatus, Settings
+from runner.reads import history
+from runner.reads.history import HistoryPage, HistoryQuery
+from runner.reads.metrics import percentile
+from runner.storage.counters import DURATION_BOUNDS_S, normalise
 from runner.models import utcnow
 
 from tests.dashboard_fixtures import drive

@@ -4,7 +4,7 @@ from __future__ import annotations
 from datetime import date, timedelta
 
 from runner import Client, JobStatus
-from runner.history import HistoryQuery
+from runner.reads.history import HistoryQuery
 
 from tests.dashboard_fixtures import button, drive, open_page, texts
 

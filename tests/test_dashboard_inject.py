@@ -23,7 +23,8 @@ from urllib.parse import quote, urlparse
 import pytest
 from streamlit.testing.v1 import AppTest
 
-from runner import AsyncClient, Client, JobStatus, transitions
+from runner import AsyncClient, Client, JobStatus
+from runner.storage import transitions
 from runner.models import utcnow
 from tests.conftest import ROOT
 from tests.dashboard_fixtures import drive, open_page

@@ -11,8 +11,8 @@ import json
 import pytest
 
 from runner import AsyncClient, Client
-from runner import sources as found_sources
-from runner.history import HistoryQuery
+from runner.web import sources as found_sources
+from runner.reads.history import HistoryQuery
 from runner.llm.breaker import Breaker
 from runner.llm.usage import Call
 

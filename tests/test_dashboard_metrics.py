@@ -3,7 +3,8 @@ from __future__ import annotations
 
 import asyncio
 
-from runner import AsyncClient, Client, metrics
+from runner import AsyncClient, Client
+from runner.storage import counters
 
 from tests.dashboard_fixtures import drive, open_page, texts
 
@@ -11,7 +12,7 @@ from tests.dashboard_fixtures import drive, open_page, texts
 def sample_depth() -> None:
     async def go() -> None:
         async with AsyncClient() as ac:
-            assert await metrics.sample_depth(ac.store)
+            assert await counters.sample_depth(ac.store)
     asyncio.run(go())
 
 

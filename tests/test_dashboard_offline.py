@@ -5,7 +5,8 @@ from pathlib import Path
 
 import pytest
 
-from runner import Client, redis_server
+from runner import Client
+from runner.ops import redis_server
 
 from tests.conftest import free_port
 from tests.dashboard_fixtures import open_page, texts

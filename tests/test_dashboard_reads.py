@@ -9,10 +9,11 @@ from datetime import datetime, timedelta, timezone
 import plotly.io
 import pytest
 
-from runner import AsyncClient, Client, Job, live
+from runner import AsyncClient, Client, Job
+from runner.reads import live
 from runner.models import Step, StepStatus
-from runner.llm import status
-from runner.metrics import Bucket, Window
+from runner.reads import llm_status as status
+from runner.reads.metrics import Bucket, Window
 from ui import charts, session, tables
 
 from tests.dashboard_fixtures import drive

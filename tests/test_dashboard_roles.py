@@ -7,7 +7,7 @@ import json
 import pytest
 
 from runner import Client, JobStatus
-from runner.access import Principal, Role
+from runner.policy.access import Principal, Role
 
 from tests.dashboard_fixtures import app, button, drive, open_page, texts
 from ui import menu

@@ -7,7 +7,7 @@ import json
 import pytest
 
 from runner import Client, JobStatus
-from runner.schedules import Schedule
+from runner.client.schedules import Schedule
 
 from tests.dashboard_fixtures import button, by_label, open_page, texts
 

@@ -3,8 +3,9 @@ from __future__ import annotations
 
 import asyncio
 
-from runner import AsyncClient, Client, heartbeat
-from runner.execution import WorkerState
+from runner import AsyncClient, Client
+from runner.worker import heartbeat
+from runner.worker.execution import WorkerState
 
 from tests.dashboard_fixtures import button, open_page, texts
 
@@ -27,7 +28,7 @@ def test_alive_and_dead_workers(client: Client) -> None:
 
 
 def test_schedules_are_listed(client: Client) -> None:
-    from runner.schedules import Schedule
+    from runner.client.schedules import Schedule
     assert "No schedules" in texts(open_page("workers"))
     client.save_schedule(Schedule(name="nightly-demo", type="DEMO", cron="0 3 * * *"))
     frame = open_page("workers").dataframe[-1].value
@@ -37,7 +38,7 @@ def test_schedules_are_listed(client: Client) -> None:
 
 
 def test_admins_run_and_pause_schedules_from_the_workers_page(client: Client) -> None:
-    from runner.schedules import Schedule
+    from runner.client.schedules import Schedule
     client.save_schedule(Schedule(name="a-demo", type="DEMO", cron="0 3 * * *"))
     client.save_schedule(Schedule(name="b-demo", type="DEMO", cron="0 4 * * *", payload={"steps": 2}))
     at = open_page("workers")

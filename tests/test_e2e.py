@@ -14,7 +14,8 @@ from pathlib import Path
 
 import pytest
 
-from runner import AsyncClient, Client, JobStatus, metrics
+from runner import AsyncClient, Client, JobStatus
+from runner.storage import counters
 
 from tests.conftest import ROOT
 from tests.browser import CHROMIUM, cell
@@ -27,7 +28,7 @@ pytestmark = [pytest.mark.e2e, pytest.mark.skipif(not CHROMIUM.exists(), reason=
 async def sample_depth() -> None:
     """A queue-depth sample of the backlog, as a worker's heartbeat takes them."""
     async with AsyncClient() as ac:
-        await metrics.sample_depth(ac.store)
+        await counters.sample_depth(ac.store)
 
 
 def row_texts(tab) -> list[str]:

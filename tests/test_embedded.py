@@ -21,11 +21,13 @@ import openai
 import pytest
 from pydantic import BaseModel
 
-from runner import Client, JobStatus, Unavailable, admission, registry
-from runner.llm import embedded, fitting, status
+from runner import Client, JobStatus, Unavailable, registry
+from runner.policy import admission
+from runner.llm import embedded, fitting
+from runner.reads import llm_status as status
 from runner.llm.client import LLM
 from runner.settings import Settings
-from runner.store import connect
+from runner.storage.store import connect
 from runner.tasks.ideas import ViralIdeas
 from tests.conftest import ROOT
 from tests.polling import wait_until

@@ -8,8 +8,10 @@ from typing import Any
 
 import pytest
 
-from runner import AsyncClient, Fatal, metrics, runtime
-from runner.llm import status
+from runner import AsyncClient, Fatal
+from runner.reads import metrics
+from runner.worker import runtime
+from runner.reads import llm_status as status
 from runner.llm.errors import EndpointFailed
 from runner.models import StepStatus
 from runner.settings import Settings
@@ -96,7 +98,7 @@ async def test_large_outputs_come_in_parts_and_a_retry_resumes_after_the_last_on
 
 
 async def test_trends_read_the_sources_the_brief_names(client: AsyncClient, fake_llm: FakeLLM, r) -> None:  # noqa: F811
-    from runner import sources
+    from runner.web import sources
 
     rt = runtime.runtime()
     url = "http://127.0.0.1:9/feed.xml"

@@ -14,13 +14,14 @@ from pathlib import Path
 import pytest
 import redis
 
-from runner import AccessDenied, AsyncClient, Client, InvalidPayload, JobStatus, LimitExceeded, Settings, tokens
-from runner.access import Role, principal
-from runner.admission import hour_bucket
+from runner import AccessDenied, AsyncClient, Client, InvalidPayload, JobStatus, LimitExceeded, Settings
+from runner.policy import tokens
+from runner.policy.access import Role, principal
+from runner.policy.admission import hour_bucket
 from runner.errors import Unavailable
 from runner.models import utcnow
-from runner.schedules import Schedule, Scheduler
-from runner.store import Store, connect
+from runner.client.schedules import Schedule, Scheduler
+from runner.storage.store import Store, connect
 from tests.conftest import ROOT
 
 ROLES = {"boss@x.io": "admin", "ann@x.io": "analyst", "*@x.io": "staff", "*@acme.io": "staff"}

@@ -8,8 +8,9 @@ import time
 
 import pytest
 
-from runner import Client, LimitExceeded, Unavailable, admission
-from runner.llm import status
+from runner import Client, LimitExceeded, Unavailable
+from runner.policy import admission
+from runner.reads import llm_status as status
 from runner.settings import Settings
 from tests.conftest import ROOT
 

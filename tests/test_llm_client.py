@@ -12,14 +12,15 @@ import pytest
 from pydantic import BaseModel, Field
 
 from runner import Fatal
-from runner.llm import pricing, status
+from runner.llm import pricing
+from runner.reads import llm_status as status
 from runner.llm.budget import Budget
 from runner.llm.client import LLM
 from runner.llm.errors import CircuitOpen, EndpointFailed, EndpointRefused, OutputInvalid
 from runner.llm.retry import retry_after
 from runner.llm.structured import parse, response_schema
 from runner.settings import Settings
-from runner.store import connect
+from runner.storage.store import connect
 from tests.fake_llm import FakeLLM, Trouble
 
 MESSAGES = [{"role": "system", "content": "You write titles."}, {"role": "user", "content": "Three titles, please."}]

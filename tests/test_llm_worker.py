@@ -5,7 +5,7 @@ from __future__ import annotations
 import pytest
 
 from runner import Client, JobStatus
-from runner.llm import status
+from runner.reads import llm_status as status
 from runner.models import StepStatus
 from tests.fake_llm import FakeLLM, Trouble
 from tests.polling import wait_until

@@ -113,7 +113,7 @@ def test_the_event_stream_is_described(spec: dict[str, Any]) -> None:
 
 
 def test_every_event_name_the_transitions_write_is_documented() -> None:
-    source = (ROOT / "runner" / "transitions.py").read_text()
+    source = (ROOT / "runner" / "storage" / "transitions.py").read_text()
     written = set(re.findall(r'"event": \{"event": "([a-z_]+)"', source)) | {"retrying", "failed"}  # fail(): status
     assert written == set(EVENT_NAMES), "update runner/api/schema.py's EVENT_NAMES (and the snapshot)"
 

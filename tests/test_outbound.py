@@ -17,7 +17,7 @@ from urllib.parse import urlsplit
 import pytest
 
 from runner import Client, Fatal, Job, JobStatus
-from runner.outbound import MAX_BYTES, MAX_REDIRECTS, Policy, Refused, Unreachable, fetch
+from runner.web.outbound import MAX_BYTES, MAX_REDIRECTS, Policy, Refused, Unreachable, fetch
 from tests.conftest import WorkerFactory, free_port
 from tests.fake_web import FakeWeb, Route, web  # noqa: F401
 

@@ -11,8 +11,8 @@ import pytest
 import redis
 
 from runner import AsyncClient, Client, Settings
-from runner.access import Role
-from runner.paging import Cursor
+from runner.policy.access import Role
+from runner.reads.paging import Cursor
 from tests.api_server import ROLES, is_problem, token
 
 ADMIN = ("boss@x.io", Role.admin)

@@ -6,7 +6,7 @@ import pytest
 from pydantic import ValidationError
 
 from runner import Client, InvalidTransition, JobStatus
-from runner.schedules import Schedule
+from runner.client.schedules import Schedule
 from tests.polling import wait_until
 
 EVERY_SECOND = "* * * * * *"

@@ -9,7 +9,10 @@ from typing import Any
 
 import pytest
 
-from runner import AccessDenied, AsyncClient, Client, Fatal, JobStatus, TaskdeckError, oversight, runtime, sources
+from runner import AccessDenied, AsyncClient, Client, Fatal, JobStatus, TaskdeckError
+from runner.client import oversight
+from runner.web import sources
+from runner.worker import runtime
 from runner.settings import Settings
 from tests.fake_llm import FakeLLM
 from tests.fake_web import FakeWeb, Route, web  # noqa: F401

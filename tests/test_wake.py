@@ -8,7 +8,8 @@ import time
 import arq.utils
 import arq.worker
 
-from runner import Client, JobStatus, wake
+from runner import Client, JobStatus
+from runner.worker import wake
 from tests.conftest import WorkerFactory
 from tests.polling import wait_until
 

@@ -12,7 +12,7 @@ import plotly.express as px
 import plotly.graph_objects as go
 
 from runner import Job
-from runner.metrics import Percentiles
+from runner.reads.metrics import Percentiles
 
 STATUS_COLORS = {"completed": "#2e9e5b", "running": "#2f6fde", "failed": "#d64545", "skipped": "#b8bfcc",
                  "pending": "#dfe3ea"}

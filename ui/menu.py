@@ -2,7 +2,7 @@
 so opening their URL shows the page's own "not for your role" message instead of "Page not found"."""
 from __future__ import annotations
 
-from runner.access import Action, Principal
+from runner.policy.access import Action, Principal
 
 PAGES = {  # url path: (title, icon, the action a role needs to see it in the menu)
     "submit": ("Submit", ":material/add_circle:", Action.submit),

@@ -7,7 +7,7 @@ import time
 import streamlit as st
 
 from runner import RedisUnavailable
-from runner.events import Event
+from runner.reads.events import Event
 
 from .session import client
 from .text import job_link, joined, md, short, trusted

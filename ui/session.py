@@ -3,7 +3,7 @@ page behaves while Redis is away.
 
 Sign-in: when the app's secrets (.streamlit/secrets.toml, or the files named by `--secrets.files`) have an
 [auth] section, every session signs in with st.login (OIDC) and acts as the verified email, with the role
-TASKDECK_ROLES gives it (runner.access). Without [auth] the dashboard is local: everyone is the local admin.
+TASKDECK_ROLES gives it (runner.policy.access). Without [auth] the dashboard is local: everyone is the local admin.
 """
 from __future__ import annotations
 
@@ -18,7 +18,7 @@ from typing import Any
 import streamlit as st
 
 from runner import AccessDenied, Client, RedisUnavailable, Settings
-from runner.access import Principal, Role, listed_role, normal_email, principal
+from runner.policy.access import Principal, Role, listed_role, normal_email, principal
 
 from .text import md
 
@@ -76,7 +76,7 @@ def acting_user() -> str | None:
         return None
     if not signed_in():
         return ""
-    return str(st.user.get("email") or "").strip()  # normalised (or refused) by runner.access
+    return str(st.user.get("email") or "").strip()  # normalised (or refused) by runner.policy.access
 
 
 def me() -> Principal:

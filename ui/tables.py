@@ -9,7 +9,7 @@ import pyarrow as pa
 import streamlit as st
 
 from runner import Job
-from runner.live import LiveJob, LiveRecord
+from runner.reads.live import LiveJob, LiveRecord
 
 from .text import seconds, until
 

@@ -7,7 +7,7 @@
    here: they clash with the project's pins), and .clients/ts/node_modules (`npm ci` from ts/'s
    lock file: openapi-typescript, openapi-fetch, typescript) for the machine's Node.js.
 2. redis-server, the HTTP API (`python -m runner api`) and a worker on loopback, started the way
-   tests/test_api.py starts them, with the default task modules; a token from runner.tokens.create
+   tests/test_api.py starts them, with the default task modules; a token from runner.policy.tokens.create
    for a user on TASKDECK_ROLES.
 3. The spec the API serves at /openapi.json: valid (openapi-spec-validator) and the same as the
    committed docs/openapi.json.
@@ -46,9 +46,12 @@ ROLES = {USER: "staff"}
 DEFAULT_MODULES = '["runner.tasks"]'  # the task types docs/openapi.json is made with
 
 sys.path.insert(0, str(ROOT))
-from runner import Settings, redis_server, tokens  # noqa: E402
-from runner.access import Role  # noqa: E402
-from runner.store import Store, connect  # noqa: E402
+from runner import Settings  # noqa: E402
+from runner.ops import redis_server  # noqa: E402
+from runner.process import die_with_parent  # noqa: E402
+from runner.policy import tokens  # noqa: E402
+from runner.policy.access import Role  # noqa: E402
+from runner.storage.store import Store, connect  # noqa: E402
 from tests.api_server import stop  # noqa: E402
 from tests.conftest import TEST_SETTINGS, free_port  # noqa: E402
 from tests.polling import wait_until  # noqa: E402
@@ -132,7 +135,7 @@ def node_tools() -> None:
 def launch(args: list[str], env: dict[str, str], log: Path) -> subprocess.Popen[bytes]:
     with open(log, "ab") as out:
         return subprocess.Popen(args, cwd=ROOT, env=env, stdout=out, stderr=subprocess.STDOUT,
-                                preexec_fn=redis_server.die_with_parent)
+                                preexec_fn=die_with_parent)
 
 
 @contextmanager

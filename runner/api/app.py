@@ -12,12 +12,12 @@ from pydantic import BaseModel, Field
 from sse_starlette import EventSourceResponse
 from starlette.exceptions import HTTPException
 
-from .. import tokens
-from ..admission import unavailable_reason
-from ..client import AsyncClient
+from ..policy import tokens
+from ..policy.admission import unavailable_reason
+from ..client.facade import AsyncClient
 from ..errors import TaskdeckError
 from ..models import Job, JobStatus
-from ..paging import JobPage
+from ..reads.paging import JobPage
 from ..registry import TaskType
 from ..settings import Settings
 from . import problems, schema, streams

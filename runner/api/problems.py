@@ -18,17 +18,7 @@ from pydantic_core import to_jsonable_python
 from starlette.exceptions import HTTPException
 from starlette.routing import Match, Route
 
-from ..errors import (
-    AccessDenied,
-    InvalidPayload,
-    InvalidTransition,
-    JobNotFound,
-    LimitExceeded,
-    RedisUnavailable,
-    TaskdeckError,
-    Unavailable,
-    UnknownTaskType,
-)
+from ..errors import AccessDenied, InvalidPayload, InvalidTransition, JobNotFound, LimitExceeded, RedisUnavailable, TaskdeckError, Unavailable, UnknownTaskType
 
 MEDIA_TYPE = "application/problem+json"
 STATUS: dict[type[TaskdeckError], int] = {

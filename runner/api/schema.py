@@ -25,7 +25,7 @@ from fastapi.openapi import models as openapi_models
 from pydantic import BaseModel, Field, TypeAdapter, create_model
 from pydantic.json_schema import JsonSchemaMode
 
-from ..events import Event
+from ..reads.events import Event
 from ..models import Job, Priority
 from ..registry import TaskType
 from .problems import Problem

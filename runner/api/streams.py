@@ -20,10 +20,10 @@ import anyio
 from sse_starlette import EventSourceResponse, ServerSentEvent
 from starlette.types import Receive, Scope, Send
 
-from .. import events
+from ..reads import events
 from ..errors import LimitExceeded, RedisUnavailable
-from ..events import Event, Follow, Snapshot
-from ..store import Store
+from ..reads.events import Event, Follow, Snapshot
+from ..storage.store import Store
 
 logger = logging.getLogger("taskdeck.api")
 QUIET_S = 5.0  # a follower's longest wait without news: when it looks at its deadline again

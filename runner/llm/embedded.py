@@ -27,7 +27,7 @@ from pydantic import Field
 from pydantic_settings import BaseSettings, SettingsConfigDict
 
 from ..errors import Fatal
-from ..redis_server import die_with_parent
+from ..process import die_with_parent
 from ..settings import Settings
 from . import endpoint_id
 

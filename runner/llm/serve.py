@@ -39,7 +39,7 @@ from starlette.responses import JSONResponse, Response, StreamingResponse
 from starlette.routing import Route
 
 from . import fitting
-from ..redis_server import die_with_parent
+from ..process import die_with_parent
 from .embedded import INSTALL, EmbeddedOptions, model_name
 
 # SmolLM2's model card, and a mild repeat penalty: without it the model often fills every list with one word.

@@ -11,12 +11,12 @@ from typing import Any, Generic, TypeVar
 import orjson
 from pydantic import BaseModel, ConfigDict, Field, ValidationError
 
-from .. import sources
+from ..web import sources
 from ..context import TaskContext
-from ..keys import Keys
+from ..storage.keys import Keys
 from ..llm import LLM_SETTINGS
 from ..registry import Backoff, TaskFunction, task
-from ..runtime import Runtime, runtime
+from ..worker.runtime import Runtime, runtime
 
 P = TypeVar("P", bound=BaseModel)
 R = TypeVar("R", bound=BaseModel)

@@ -7,11 +7,11 @@ from typing import Any
 
 from pydantic import BaseModel, ConfigDict, Field
 
-from .. import sources
+from ..web import sources
 from ..context import TaskContext
 from ..errors import Fatal
 from ..registry import Backoff, task
-from ..runtime import runtime
+from ..worker.runtime import runtime
 
 
 class RssPayload(BaseModel):

@@ -6,12 +6,12 @@ import asyncio
 import orjson
 from pydantic import BaseModel, ConfigDict, Field
 
-from .. import sources
+from ..web import sources
 from ..context import TaskContext
 from ..errors import Fatal
 from ..models import utcnow
 from ..registry import Backoff, task
-from ..runtime import runtime
+from ..worker.runtime import runtime
 
 
 class ScrapePayload(BaseModel):

@@ -1,0 +1,723 @@
+"""The Python API: AsyncClient for async code, Client (the same methods, blocking) for pages and scripts."""
+from __future__ import annotations
+
+import asyncio
+import math
+import threading
+import time
+import uuid
+from collections.abc import AsyncIterator, Coroutine, Iterable, Iterator
+from typing import Any, TypeVar
+
+from pydantic import BaseModel
+
+from ..policy import access, admission
+from . import bulk, oversight, payloads
+from ..reads import events, history, live, metrics, paging
+from .. import registry
+from ..storage import transitions
+from ..policy.access import Action
+from ..errors import AccessDenied, InvalidPayload, LimitExceeded, InvalidTransition, JobNotFound
+from ..models import ACTIVE, TERMINAL, Job, JobStatus, Priority, Stats, WorkerInfo, utcnow
+from .bulk import BulkResult
+from ..reads.history import HistoryPage, HistoryQuery
+from ..reads.live import LiveView
+from ..registry import TaskType
+from .schedules import Schedule, Scheduler
+from ..settings import Settings
+from ..storage.store import Store, connect
+
+T = TypeVar("T")
+RELEASE_PARKED = """
+local rows = redis.call('ZRANGE', KEYS[1], 0, -1, 'WITHSCORES')
+for i = 1, #rows, 2 do
+  redis.call('ZADD', KEYS[2], rows[i + 1], rows[i])
+  redis.call('HDEL', ARGV[1] .. 'job:' .. rows[i], 'waiting_reason')
+end
+redis.call('DEL', KEYS[1])
+if #rows > 0 then redis.call('PUBLISH', ARGV[1] .. 'wake', 1) end
+"""
+
+
+class AsyncClient:
+    """Submit, read and act on jobs. `user` is who acts (the local admin by default)."""
+
+    def __init__(self, settings: Settings | None = None, user: str | None = None,
+                 principal: access.Principal | None = None) -> None:
+        self.settings = settings or Settings()
+        self.principal = principal or access.principal(self.settings, user)
+        self.user = self.principal.email
+        registry.load(self.settings.task_modules)
+        self._store: Store | None = None
+
+    def acting(self, principal: access.Principal) -> AsyncClient:
+        """The same client (and connection pool) acting as `principal`: one per request in a server."""
+        other = AsyncClient(self.settings, principal=principal)
+        other._store = self.store
+        return other
+
+    @property
+    def store(self) -> Store:
+        if self._store is None:
+            self._store = Store(connect(self.settings), self.settings)
+        return self._store
+
+    async def __aenter__(self) -> AsyncClient:
+        return self
+
+    async def __aexit__(self, *exc: object) -> None:
+        await self.close()
+
+    async def close(self) -> None:
+        if self._store is not None:
+            await self._store.redis.aclose()
+            self._store = None
+
+    async def submit(
+        self,
+        type: str,
+        payload: dict[str, Any] | BaseModel | str | bytes | None = None,
+        *,
+        user: str | None = None,
+        org: str = "",
+        priority: Priority | str | None = None,
+        idempotency_key: str | None = None,
+    ) -> Job:
+        """Validate and enqueue a job; nothing is written unless all of it is. The job belongs to the
+        acting user (or `user`, for an admin) and their org (or `org`, for an admin); the same
+        `idempotency_key` from the same submitter within its window returns the first job."""
+        owner = access.normal_email(user) if user else self.user
+        key = self.store.keys.idempotency(owner, idempotency_key) if idempotency_key else None
+        return await self.submit_keyed(type, payload, owner, org, priority, key)
+
+    async def submit_keyed(self, type: str, payload: Any, owner: str, org: str, priority: Priority | str | None,
+                           key: str | None) -> Job:
+        """submit() with the idempotency key as a whole Redis key: runner's own submitters (the scheduler)
+        use keys in namespaces that no user's submit can reach."""
+        self.principal.require(Action.submit)
+        if not self.principal.acts_on(owner):
+            raise AccessDenied(f"{self.user} may not submit on behalf of {owner} (role {self.principal.role})")
+        org = self.org_for(owner, org.strip())
+        task_type = registry.get(type)
+        await admission.check(self.store, task_type, owner)
+        data = payloads.validate(task_type, payload, self.settings.max_payload_bytes, self.settings.max_payload_depth)
+        now = utcnow()
+        job = Job(
+            id=uuid.uuid4().hex, type=type, payload=data, user_id=owner, org_id=org,
+            status=JobStatus.queued, priority=parse_priority(priority, task_type), max_attempts=task_type.max_attempts,
+            steps=transitions.fresh_steps(task_type.steps), queued_at=now, updated_at=now,
+        )
+        spec = transitions.create(job, self.store.keys, self.settings.priority_aging_s, by=self.user)
+        if key:
+            spec["create"]["idempotency"] = [key, self.settings.idempotency_window_s]
+        async with self.store.guard("nothing was submitted"):
+            applied, answer = await self.store.apply(job.id, self.rated(spec, owner), now)
+        if applied:
+            return job
+        self.refuse_rate(answer, owner)
+        return await self.get(answer)
+
+    def org_for(self, owner: str, org: str) -> str:
+        """The org a job is submitted for: the owner's own unless an admin names another."""
+        own = self.principal.org if owner == self.user else access.org_of(self.settings, owner)
+        if org and org != own and not self.principal.acts_for_org(org):
+            raise AccessDenied(f"{self.user} may not submit for organisation {org!r}; only admins act for "
+                               "another organisation")
+        return org or own
+
+    def rated(self, spec: dict[str, Any], owner: str) -> dict[str, Any]:
+        """`spec` admitted against the owner's hourly submit limit, when one is set."""
+        if self.settings.max_submits_per_user_per_hour:
+            spec["rate"] = [self.store.keys.rate(owner), self.settings.max_submits_per_user_per_hour, 3600]
+        return spec
+
+    def refuse_rate(self, answer: str, owner: str) -> None:
+        if answer.startswith("rate:"):
+            wait = int(answer.split(":")[1])
+            raise LimitExceeded(f"{owner} has submitted {self.settings.max_submits_per_user_per_hour} jobs in the "
+                                "last hour, the limit (TASKDECK_MAX_SUBMITS_PER_USER_PER_HOUR; retries count too); "
+                                f"try again in {math.ceil(wait / 60)} min", retry_after_s=wait)
+
+    async def get(self, job_id: str) -> Job:
+        """One job's record; another user's job answers like a missing one."""
+        self.principal.require(Action.read)
+        async with self.store.guard():
+            job = await self.store.load(job_id) if valid_id(job_id) else None
+        if job is None or not self.principal.sees(job.user_id):
+            raise JobNotFound(f"job {job_id!r} not found; `python -m runner list` shows recent jobs")
+        return job
+
+    async def list(
+        self,
+        status: JobStatus | str | Iterable[JobStatus | str] | None = None,
+        type: str | None = None,
+        user: str | None = None,
+        limit: int = 50,
+        offset: int = 0,
+    ) -> list[Job]:
+        """Jobs newest first, from the indexes; `status` may be one status or several."""
+        visible = self.visible(HistoryQuery(user=user))
+        if visible is None:
+            return []
+        user = visible.user
+        statuses = parse_statuses(status)
+        keys = self.store.keys
+        filters = [*([keys.type(type)] if type else []), *([keys.user(user)] if user else [])]
+        async with self.store.guard():
+            ids = await self.store.page(statuses, filters, limit=max(1, min(limit, 1000)), offset=max(0, offset))
+            return await self.store.load_many(ids)
+
+    async def page(
+        self,
+        status: JobStatus | str | Iterable[JobStatus | str] | None = None,
+        type: str | None = None,
+        user: str | None = None,
+        limit: int = 50,
+        cursor: str | None = None,
+    ) -> paging.JobPage:
+        """Like list(), a page at a time: pass the page's `next_cursor` for the next one. Unlike an
+        offset, a cursor does not shift when jobs are submitted in between."""
+        visible = self.visible(HistoryQuery(status=parse_statuses(status), type=type, user=user))
+        after = paging.Cursor.decode(cursor) if cursor else None
+        if visible is None:
+            return paging.JobPage(jobs=[], next_cursor=None)
+        async with self.store.guard():
+            return await paging.page(self.store, visible, max(1, min(limit, 1000)), after)
+
+    async def cancel(self, job_id: str, by: str | None = None) -> Job:
+        """Cancel a queued job (it never starts) or abort a running one; returns within cancel_wait_s."""
+        self.principal.require(Action.cancel)
+        by = by or self.user
+        async with self.store.guard():
+            for _ in range(5):
+                job = await self.owned(job_id)
+                if job.status in TERMINAL:
+                    raise InvalidTransition(f"job {job_id} is already {job.status}; only queued or running jobs can be cancelled")
+                now = utcnow()
+                if job.status is JobStatus.processing:
+                    spec = transitions.cancel_request(job, by, now, self.store.keys)
+                else:
+                    spec = transitions.cancelled(job, now, self.store.keys, by=by)
+                applied, status = await self.store.apply(job_id, spec, now)
+                if applied or (status == JobStatus.processing and job.cancel_requested_by):
+                    return await self.wait_terminal(job_id, self.settings.cancel_wait_s)
+        raise InvalidTransition(f"job {job_id} kept changing state; try cancelling again")
+
+    async def retry(self, job_id: str, by: str | None = None) -> Job:
+        """Run a failed or cancelled job again, under the same id, with a fresh set of attempts. Admitted
+        like a submit: the type must be available and the owner within their hourly and token limits."""
+        self.principal.require(Action.retry)
+        deadline = time.monotonic() + self.settings.cancel_wait_s
+        async with self.store.guard("nothing was retried"):
+            while True:
+                job = await self.owned(job_id)
+                if job.status not in (JobStatus.failed, JobStatus.cancelled):
+                    raise InvalidTransition(f"job {job_id} is {job.status}; only failed or cancelled jobs can be retried")
+                task_type = registry.get(job.type)
+                await admission.check(self.store, task_type, job.user_id)
+                now = utcnow()
+                spec = transitions.retry(job, by or self.user, now, self.store.keys, task_type.steps,
+                                         task_type.max_attempts, self.settings.priority_aging_s)
+                applied, answer = await self.store.apply(job_id, self.rated(spec, job.user_id), now)
+                if applied:
+                    return await self.get(job_id)
+                self.refuse_rate(answer, job.user_id)
+                if time.monotonic() > deadline:
+                    raise InvalidTransition(f"job {job_id} is still finishing its last attempt; retry it in a moment")
+                await asyncio.sleep(0.02)
+
+    async def owned(self, job_id: str) -> Job:
+        """A job the acting user may act on (their own, or any for an admin); else not found."""
+        job = await self.get(job_id)
+        if not self.principal.acts_on(job.user_id):
+            raise JobNotFound(f"job {job_id!r} not found; `python -m runner list` shows recent jobs")
+        return job
+
+    async def limits(self) -> dict[str, int]:
+        """Running limits set by admins ("user:a@x.io" -> 3): every one for roles that read everyone's
+        jobs, else those that apply to the acting user (their own, their org's, the types')."""
+        self.principal.require(Action.read)
+        async with self.store.guard():
+            found = {k: int(v) for k, v in (await self.store.redis.hgetall(self.store.keys.limits)).items()}
+        if self.principal.can(Action.read_all):
+            return found
+        mine = {f"user:{self.user}", f"org:{self.principal.org}"}
+        return {k: v for k, v in found.items() if k in mine or k.startswith("type:")}
+
+    async def set_limit(self, kind: str, name: str, value: int | None) -> None:
+        """Override a running limit for one user, org or task type (None removes the override).
+        Jobs waiting on that scope go back to the queue and take the free slots."""
+        self.principal.require(Action.settings)
+        name = limit_name(kind, name, value)
+        keys, field = self.store.keys, f"{kind}:{name}"
+        async with self.store.guard("the limit was not changed"), self.store.redis.pipeline() as pipe:
+            pipe.hdel(keys.limits, field) if value is None else pipe.hset(keys.limits, field, value)
+            pipe.eval(RELEASE_PARKED, 2, keys.parked(kind, name), keys.queue, keys.prefix)
+            await pipe.execute()
+            await self.audit_entry(f"set limit {field} = {value}")
+
+    async def schedules(self) -> list[Schedule]:
+        """Every schedule, with the outcome of its last run filled in from that job."""
+        self.principal.require(Action.read)
+        async with self.store.guard():
+            found = await Scheduler(self).all()
+            for schedule in found:
+                if schedule.last_job_id and schedule.last_outcome is None:
+                    status = await self.store.status(schedule.last_job_id)
+                    schedule.last_outcome = status.value if status else "expired"
+        if not self.principal.can(Action.settings):
+            # a schedule's payload may name customers, keys or internal URLs: for admins only
+            found = [schedule.model_copy(update={"payload": {}}) for schedule in found]
+        return found
+
+    async def save_schedule(self, schedule: Schedule) -> Schedule:
+        """Add or replace a schedule (admins); its type and payload are validated like a submit."""
+        self.principal.require(Action.settings)
+        task_type = registry.get(schedule.type)
+        schedule.payload = payloads.validate(task_type, schedule.payload, self.settings.max_payload_bytes,
+                                             self.settings.max_payload_depth)
+        async with self.store.guard("the schedule was not saved"):
+            saved = await Scheduler(self).save(schedule.model_copy(update={"next_run_at": None}))
+            await self.audit_entry(f"save schedule {schedule.name} ({schedule.cron})")
+        return saved
+
+    async def pause_schedule(self, name: str, paused: bool = True) -> Schedule:
+        self.principal.require(Action.settings)
+        async with self.store.guard("the schedule was not changed"):
+            scheduler = Scheduler(self)
+            schedule = await self.schedule(scheduler, name)
+            saved = await scheduler.save(schedule.model_copy(update={"paused": paused, "next_run_at": None}))
+            await self.audit_entry(f"{'pause' if paused else 'resume'} schedule {name}")
+        return saved
+
+    async def run_schedule(self, name: str) -> Job:
+        """Run a schedule now ("run now"), unless its previous run is still active."""
+        self.principal.require(Action.settings)
+        async with self.store.guard("nothing was submitted"):
+            scheduler = Scheduler(self)
+            job_id = await scheduler.fire(await self.schedule(scheduler, name), utcnow(), manual=True)
+        if job_id is None:
+            raise InvalidTransition(f"schedule {name}'s previous run is still active; runs never overlap")
+        return await self.get(job_id)
+
+    async def delete_schedule(self, name: str) -> None:
+        self.principal.require(Action.settings)
+        async with self.store.guard("the schedule was not deleted"):
+            if not await Scheduler(self).delete(name):
+                raise JobNotFound(f"no schedule named {name!r}")
+            await self.audit_entry(f"delete schedule {name}")
+
+    async def schedule(self, scheduler: Scheduler, name: str) -> Schedule:
+        found = await scheduler.get(name)
+        if found is None:
+            raise JobNotFound(f"no schedule named {name!r}; `schedules()` lists them")
+        return found
+
+    async def audit_entry(self, action: str) -> None:
+        await self.store.redis.xadd(self.store.keys.audit, {"job": "", "type": "", "owner": "", "action": action,
+                                                            "by": self.user},
+                                    maxlen=self.settings.events_maxlen, approximate=True)
+
+    async def audit(self, limit: int = 100) -> list[dict[str, str]]:
+        """Newest first: who submitted, cancelled and retried what, and when (admins only)."""
+        self.principal.require(Action.audit)
+        async with self.store.guard():
+            rows = await self.store.redis.xrevrange(self.store.keys.audit, count=limit)
+        return [{"at": entry_id.split("-")[0], **fields} for entry_id, fields in rows]
+
+    async def wait_terminal(self, job_id: str, timeout: float) -> Job:
+        """Poll the record until it is final or `timeout` seconds pass; returns it as it then is."""
+        deadline = time.monotonic() + timeout
+        while True:
+            job = await self.get(job_id)
+            if job.status in TERMINAL or time.monotonic() >= deadline:
+                return job
+            await asyncio.sleep(0.02)
+
+    async def stats(self) -> Stats:
+        self.principal.require(Action.read)
+        keys, now = self.store.keys, time.time()
+        minutes = [int(now // 60 * 60 - 60 * i) for i in range(60)]
+        async with self.store.guard(), self.store.redis.pipeline(transaction=False) as pipe:
+            for p in Priority:
+                pipe.zcard(keys.pending(p))
+            for s in JobStatus:
+                pipe.zcard(keys.status(s))
+            for m in minutes:
+                pipe.hmget(keys.metrics("1m", m), ["completed", "failed", "lost"])
+            pipe.zcount(keys.workers, now, "+inf")
+            pipe.zcard(keys.dead)
+            rows = await pipe.execute()
+        depth, by_status = rows[:3], rows[3:9]
+        buckets = [[float(v or 0) for v in row] for row in rows[9:69]]
+        done, failed, lost = (sum(b[i] for b in buckets) for i in range(3))
+        recent = sum(b[0] + b[1] for b in buckets[:5])
+        return Stats(
+            queue_depth=dict(zip(Priority, depth)), by_status=dict(zip(JobStatus, by_status)),
+            success_rate_1h=done / (done + failed) if done + failed else None,
+            throughput_per_min=recent / 5, workers_alive=rows[69], dead_letter=rows[70], lost_1h=int(lost),
+        )
+
+    async def workers(self) -> list[WorkerInfo]:
+        self.principal.require(Action.read)
+        keys, now = self.store.keys, time.time()
+        async with self.store.guard():
+            ids = await self.store.redis.zrevrange(keys.workers, 0, 199)
+            async with self.store.redis.pipeline(transaction=False) as pipe:
+                for worker_id in ids:
+                    pipe.hgetall(keys.worker(worker_id))
+                rows = await pipe.execute()
+        return [worker_info(row, now, self.settings.lease_s) for row in rows if row]
+
+    def types(self) -> list[TaskType]:
+        return registry.all_types()
+
+    async def ping(self) -> None:
+        """Raise RedisUnavailable unless Redis answers."""
+        async with self.store.guard():
+            await self.store.redis.ping()
+
+    def visible(self, query: HistoryQuery) -> HistoryQuery | None:
+        """`query` narrowed to the acting user's own jobs unless their role reads everyone's; None
+        when it asks for someone else's."""
+        self.principal.require(Action.read)
+        if query.user:
+            try:
+                query = query.model_copy(update={"user": access.normal_email(query.user)})
+            except AccessDenied:
+                return None  # no job belongs to an address that is not plain
+        if self.principal.can(Action.read_all):
+            return query
+        if query.user and query.user != self.user:
+            return None
+        return query.model_copy(update={"user": self.user})
+
+    async def history(self, query: HistoryQuery | None = None, limit: int = 50, offset: int = 0) -> HistoryPage:
+        """Finished jobs (by default) newest first, filtered and paginated from the indexes (history.py)."""
+        visible = self.visible(query or HistoryQuery())
+        if visible is None:
+            return HistoryPage(jobs=[], total=0)
+        async with self.store.guard():
+            return await history.search(self.store, visible, max(0, min(limit, 1000)), max(0, offset))
+
+    async def count(self, status: JobStatus | str | Iterable[JobStatus | str] | None = None, type: str | None = None,
+                    user: str | None = None) -> int:
+        visible = self.visible(HistoryQuery(status=parse_statuses(status), type=type, user=user))
+        if visible is None:
+            return 0
+        async with self.store.guard():
+            return await history.count(self.store, visible)
+
+    async def get_many(self, ids: Iterable[str]) -> list[Job]:
+        """The records (without attempt_log and partial) of those jobs the acting user may see."""
+        self.principal.require(Action.read)
+        async with self.store.guard():
+            jobs = await self.store.load_many([job_id for job_id in ids if valid_id(job_id)])
+        return [job for job in jobs if self.principal.sees(job.user_id)]
+
+    async def live(self, user: str | None = None, limit: int = 500, include: Iterable[str] = ()) -> LiveView:
+        """Active jobs oldest first with queue position and stalled flag, then the `include`d jobs."""
+        visible = self.visible(HistoryQuery(user=user))
+        if visible is None:
+            return LiveView(jobs=[], queue_depth=dict.fromkeys(Priority, 0), workers_alive=0)
+        async with self.store.guard():
+            view = await live.view(self.store, visible.user, limit, list(include), self.settings.stalled_after_s)
+        view.jobs = [row for row in view.jobs if self.principal.sees(row.job.user_id)]
+        return view
+
+    async def metrics(self, span: str = "24h") -> metrics.Window:
+        """Metric buckets of the last 1h or 24h (per minute) or 7d or 30d (per hour)."""
+        self.principal.require(Action.read_all)
+        if span not in metrics.RANGES:
+            raise InvalidPayload(f"span must be one of {', '.join(metrics.RANGES)}; got {span!r}")
+        async with self.store.guard():
+            return await metrics.window(self.store, span)
+
+    async def events(self, after: str = events.START, count: int = 500) -> events.Feed:
+        """Events after position `after` (e.g. last_event_id()), oldest first, of jobs the user may see."""
+        self.principal.require(Action.read)
+        async with self.store.guard():
+            feed = await events.after(self.store, after, count)
+        feed.events = [event for event in feed.events if self.principal.sees(event.user)]
+        return feed
+
+    async def follow(self, job_id: str, after: str | None = None) -> AsyncIterator[events.Snapshot | events.Event | None]:
+        """One job as it changes (events.Follow): its record as a Snapshot, unless resuming from event
+        `after` loses nothing, then each of its events until it is final; None after each quiet second.
+        A resume on a final job gets its final record; an `after` that is no event id, or newer than
+        the newest, is InvalidPayload. Blocks a Redis connection of its own (the HTTP API shares one)."""
+        await self.get(job_id)
+        async with self.store.guard():
+            start = await events.resume_point(self.store, after)
+            async for item in events.Follow(self.store, job_id, start, events.Direct(self.store, job_id)):
+                yield item
+
+    async def last_event_id(self) -> str:
+        async with self.store.guard():
+            return await events.last_id(self.store)
+
+    async def artifact(self, job_id: str) -> str | None:
+        """The full JSON of a result kept as an artifact (the job's result is then {"artifact": key, ...})."""
+        await self.get(job_id)
+        async with self.store.guard():
+            return await self.store.redis.get(self.store.keys.artifact(job_id))
+
+    async def export_csv(self, query: HistoryQuery | None = None) -> AsyncIterator[str]:
+        """Every job matching `query` as CSV text, chunk by chunk, read from the indexes as it goes."""
+        visible = self.visible(query or HistoryQuery())
+        if visible is None:
+            yield history.csv_text([history.CSV_COLUMNS])
+            return
+        async with self.store.guard():
+            async for chunk in history.csv_chunks(self.store, visible):
+                yield chunk
+
+    async def cancel_many(self, ids: Iterable[str], by: str | None = None) -> BulkResult:
+        return await bulk.each(ids, lambda job_id: self.cancel(job_id, by))
+
+    async def retry_many(self, ids: Iterable[str], by: str | None = None) -> BulkResult:
+        return await bulk.each(ids, lambda job_id: self.retry(job_id, by))
+
+    async def retry_matching(self, query: HistoryQuery | None = None, by: str | None = None,
+                             limit: int = 1000) -> BulkResult:
+        """Retry the failed jobs among those matching `query` (newest first, at most `limit`)."""
+        self.principal.require(Action.retry)
+        visible = self.visible(query or HistoryQuery())
+        if visible is None or (visible.status and JobStatus.failed not in visible.status):
+            return BulkResult()
+        failed = visible.model_copy(update={"status": [JobStatus.failed]})
+        async with self.store.guard():
+            ids = [job_id async for batch in history.matching(self.store, failed, limit=limit) for job_id in batch]
+        return await self.retry_many(ids, by)
+
+
+def worker_info(row: dict[str, str], now: float, lease_s: float) -> WorkerInfo:
+    beat = float(row["last_heartbeat"])
+    return WorkerInfo(
+        id=row["id"], host=row["host"], pid=int(row["pid"]), started_at=float(row.get("started_at", beat)),
+        last_heartbeat=beat, alive=row.get("alive") == "1" and now - beat < lease_s,
+        running=int(row.get("running", 0)), done=int(row.get("done", 0)), failed=int(row.get("failed", 0)),
+    )
+
+
+def limit_name(kind: str, name: str, value: object) -> str:
+    """The scope a limit is set on, in its one spelling; InvalidPayload for a value that is not a whole
+    number from 0 to 1,000,000 (a float or NaN would break every later read of the limits)."""
+    if kind not in ("user", "org", "type"):
+        raise InvalidPayload(f"a limit is set on user, org or type; got {kind!r}")
+    if value is not None and (type(value) is not int or not 0 <= value <= 1_000_000):
+        raise InvalidPayload(f"a limit is a whole number from 0 to 1,000,000 (or none); got {value!r}")
+    if kind == "user":
+        return access.normal_email(name)
+    if kind == "type":
+        return registry.get(name).name
+    if not name.strip() or len(name) > 200 or not name.isprintable():
+        raise InvalidPayload(f"an organisation's name is 1 to 200 printable characters; got {name!r}")
+    return name.strip()
+
+
+def valid_id(job_id: str) -> bool:
+    return len(job_id) == 32 and all(c in "0123456789abcdef" for c in job_id)
+
+
+def parse_priority(priority: Priority | str | None, task_type: TaskType) -> Priority:
+    if priority is None:
+        return task_type.priority
+    try:
+        return Priority(priority)
+    except ValueError:
+        raise InvalidPayload(f"priority {priority!r} is not one of: high, normal, low") from None
+
+
+def parse_statuses(status: JobStatus | str | Iterable[JobStatus | str] | None) -> list[JobStatus]:
+    values = [status] if isinstance(status, str) else list(status or [])
+    if values == ["active"]:
+        return sorted(ACTIVE)
+    try:
+        return [JobStatus(v) for v in values]
+    except ValueError:
+        raise InvalidPayload(f"status must be one of: {', '.join(JobStatus)} (or 'active'); got {status!r}") from None
+
+
+class Client:
+    """The blocking face of AsyncClient, for Streamlit pages and scripts: one private event loop thread."""
+
+    def __init__(self, settings: Settings | None = None, user: str | None = None,
+                 principal: access.Principal | None = None) -> None:
+        self.aio = AsyncClient(settings, user, principal)
+        self.settings, self.user = self.aio.settings, self.aio.user
+        self._loop = asyncio.new_event_loop()
+        self._thread = threading.Thread(target=self._loop.run_forever, name="taskdeck-client", daemon=True)
+        self._thread.start()
+
+    def _call(self, coro: Coroutine[Any, Any, T]) -> T:
+        return asyncio.run_coroutine_threadsafe(coro, self._loop).result()
+
+    def close(self) -> None:
+        self._call(self.aio.close())
+        self._loop.call_soon_threadsafe(self._loop.stop)
+        self._thread.join()
+
+    def __enter__(self) -> Client:
+        return self
+
+    def __exit__(self, *exc: object) -> None:
+        self.close()
+
+    def submit(self, type: str, payload: Any = None, **options: Any) -> Job:
+        return self._call(self.aio.submit(type, payload, **options))
+
+    def get(self, job_id: str) -> Job:
+        return self._call(self.aio.get(job_id))
+
+    def list(
+        self,
+        status: JobStatus | str | Iterable[JobStatus | str] | None = None,
+        type: str | None = None,
+        user: str | None = None,
+        limit: int = 50,
+        offset: int = 0,
+    ) -> list[Job]:
+        return self._call(self.aio.list(status, type, user, limit, offset))
+
+    def page(
+        self,
+        status: JobStatus | str | Iterable[JobStatus | str] | None = None,
+        type: str | None = None,
+        user: str | None = None,
+        limit: int = 50,
+        cursor: str | None = None,
+    ) -> paging.JobPage:
+        return self._call(self.aio.page(status, type, user, limit, cursor))
+
+    def cancel(self, job_id: str, by: str | None = None) -> Job:
+        return self._call(self.aio.cancel(job_id, by))
+
+    def retry(self, job_id: str, by: str | None = None) -> Job:
+        return self._call(self.aio.retry(job_id, by))
+
+    def wait_terminal(self, job_id: str, timeout: float) -> Job:
+        return self._call(self.aio.wait_terminal(job_id, timeout))
+
+    def stats(self) -> Stats:
+        return self._call(self.aio.stats())
+
+    def audit(self, limit: int = 100) -> list[dict[str, str]]:
+        return self._call(self.aio.audit(limit))
+
+    def limits(self) -> dict[str, int]:
+        return self._call(self.aio.limits())
+
+    def set_limit(self, kind: str, name: str, value: int | None) -> None:
+        self._call(self.aio.set_limit(kind, name, value))
+
+    def schedules(self) -> list[Schedule]:
+        return self._call(self.aio.schedules())
+
+    def save_schedule(self, schedule: Schedule) -> Schedule:
+        return self._call(self.aio.save_schedule(schedule))
+
+    def pause_schedule(self, name: str, paused: bool = True) -> Schedule:
+        return self._call(self.aio.pause_schedule(name, paused))
+
+    def run_schedule(self, name: str) -> Job:
+        return self._call(self.aio.run_schedule(name))
+
+    def delete_schedule(self, name: str) -> None:
+        self._call(self.aio.delete_schedule(name))
+
+    def workers(self) -> list[WorkerInfo]:
+        return self._call(self.aio.workers())
+
+    def types(self) -> list[TaskType]:
+        return self.aio.types()
+
+    def ping(self) -> None:
+        self._call(self.aio.ping())
+
+    def history(self, query: HistoryQuery | None = None, limit: int = 50, offset: int = 0) -> HistoryPage:
+        return self._call(self.aio.history(query, limit, offset))
+
+    def count(self, status: JobStatus | str | Iterable[JobStatus | str] | None = None, type: str | None = None,
+              user: str | None = None) -> int:
+        return self._call(self.aio.count(status, type, user))
+
+    def get_many(self, ids: Iterable[str]) -> list[Job]:
+        return self._call(self.aio.get_many(ids))
+
+    def live(self, user: str | None = None, limit: int = 500, include: Iterable[str] = ()) -> LiveView:
+        return self._call(self.aio.live(user, limit, include))
+
+    def metrics(self, span: str = "24h") -> metrics.Window:
+        return self._call(self.aio.metrics(span))
+
+    def events(self, after: str = events.START, count: int = 500) -> events.Feed:
+        return self._call(self.aio.events(after, count))
+
+    def follow(self, job_id: str, after: str | None = None) -> Iterator[events.Snapshot | events.Event | None]:
+        items = self.aio.follow(job_id, after)
+        try:
+            while True:
+                try:
+                    yield self._call(anext(items))
+                except StopAsyncIteration:
+                    return
+        finally:
+            self._call(items.aclose())
+
+    def last_event_id(self) -> str:
+        return self._call(self.aio.last_event_id())
+
+    def artifact(self, job_id: str) -> str | None:
+        return self._call(self.aio.artifact(job_id))
+
+    def export_csv(self, query: HistoryQuery | None = None) -> Iterator[str]:
+        chunks = self.aio.export_csv(query)
+        try:
+            while True:
+                try:
+                    yield self._call(anext(chunks))
+                except StopAsyncIteration:
+                    return
+        finally:
+            self._call(chunks.aclose())
+
+    def cancel_many(self, ids: Iterable[str], by: str | None = None) -> BulkResult:
+        return self._call(self.aio.cancel_many(ids, by))
+
+    def retry_many(self, ids: Iterable[str], by: str | None = None) -> BulkResult:
+        return self._call(self.aio.retry_many(ids, by))
+
+    def retry_matching(self, query: HistoryQuery | None = None, by: str | None = None, limit: int = 1000) -> BulkResult:
+        return self._call(self.aio.retry_matching(query, by, limit))
+
+    @property
+    def principal(self) -> access.Principal:
+        """Who acts and their role (what the dashboard shows and hides by; runner enforces it anyway)."""
+        return self.aio.principal
+
+    def note(self, action: str) -> None:
+        """Add `action` to the audit log, by the acting user."""
+        async def write() -> None:
+            async with self.aio.store.guard("nothing was logged"):
+                await self.aio.audit_entry(action)
+        self._call(write())
+
+    # LLM endpoint, circuit breakers, sources and one job's usage: runner/client/oversight.py
+    def job_usage(self, job_id: str) -> Any:
+        return oversight.job_usage(self, job_id)
+
+    def llm_status(self) -> Any:
+        return oversight.llm_status(self)
+
+    def breakers(self) -> list[Any]:
+        return oversight.breakers(self)
+
+    def reset_breaker(self, endpoint: str) -> None:
+        oversight.reset_breaker(self, endpoint)
+
+    def sources(self) -> list[Any]:
+        return oversight.sources(self)
+
+    def enable_source(self, url: str, owner: str | None = None) -> Any:
+        return oversight.enable_source(self, url, owner)

@@ -1,0 +1,1 @@
+"""Operating Taskdeck: the CLI, `up` and the embedded Redis server."""

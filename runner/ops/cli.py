@@ -1,0 +1,377 @@
+"""`python -m runner COMMAND`: the operator's and script's way in (DESIGN.md §5)."""
+from __future__ import annotations
+
+import asyncio
+import functools
+import sys
+from collections.abc import Awaitable, Callable
+from pathlib import Path
+from typing import Any, BinaryIO, TypeVar
+
+import click
+import orjson
+
+from ..policy import tokens
+from ..policy.access import Role
+from ..policy.admission import env_name, missing, unavailable_reason
+from ..client.facade import Client
+from ..errors import InvalidPayload, TaskdeckError
+from ..models import Job
+from ..settings import Settings
+from ..storage.store import Store, connect
+
+F = TypeVar("F", bound=Callable[..., Any])
+T = TypeVar("T")
+
+
+def emit(data: Any) -> None:
+    click.echo(orjson.dumps(data, option=orjson.OPT_INDENT_2).decode())
+
+
+def handle_errors(command: F) -> F:
+    """Errors become one line on stderr: exit 2 for bad input or an unknown id, 1 when Redis is away."""
+
+    @functools.wraps(command)
+    def wrapper(*args: Any, **kwargs: Any) -> Any:
+        try:
+            return command(*args, **kwargs)
+        except TaskdeckError as e:
+            click.echo(f"error: {e}", err=True)
+            sys.exit(e.exit_code)
+
+    return wrapper  # type: ignore[return-value]
+
+
+def as_user(command: F) -> F:
+    return click.option("--as", "acting", metavar="EMAIL", help="Act as this user (default: the local admin).")(command)
+
+
+def json_flag(command: F) -> F:
+    return click.option("--json", "as_json", is_flag=True, help="Machine-readable output.")(command)
+
+
+def client(acting: str | None = None) -> Client:
+    return Client(user=acting)
+
+
+def read_payload(value: str, limit: int) -> bytes:
+    """The payload's JSON as given: inline, `@FILE` or `-` (stdin). A file or stream is read no further
+    than `limit` bytes, so `@/dev/zero` is refused instead of filling memory."""
+    if value == "-":
+        return read_capped(sys.stdin.buffer, "stdin", limit)
+    if value.startswith("@"):
+        try:
+            with Path(value[1:]).open("rb") as f:
+                return read_capped(f, repr(value[1:]), limit)
+        except OSError as e:
+            raise InvalidPayload(f"cannot read payload file {value[1:]!r}: {e.strerror}") from None
+    return value.encode()
+
+
+def read_capped(stream: BinaryIO, name: str, limit: int) -> bytes:
+    data = stream.read(limit + 1)
+    if len(data) > limit:
+        raise InvalidPayload(f"the payload in {name} is over {limit:,} bytes, the limit (TASKDECK_MAX_PAYLOAD_BYTES)")
+    return data
+
+
+def describe(job: Job) -> str:
+    lines = [f"{job.id}  {job.type}  {job.status}  {job.progress:.0f}%  attempts {job.attempts}/{job.max_attempts}",
+             f"  user {job.user_id}{'  org ' + job.org_id if job.org_id else ''}  priority {job.priority}",
+             f"  queued {job.queued_at:%Y-%m-%d %H:%M:%S}  started {job.started_at or '-'}  "
+             f"finished {job.completed_at or '-'}"]
+    if job.current_step:
+        lines.append(f"  step: {job.current_step}")
+    lines += [f"    [{s.status}] {s.name}" for s in job.steps]
+    if job.last_error:
+        lines.append(f"  last error: {job.last_error}")
+    if job.cancel_requested_by:
+        lines.append(f"  cancel requested by {job.cancel_requested_by}")
+    if job.result is not None:
+        lines.append(f"  result: {orjson.dumps(job.result).decode()[:2000]}")
+    return "\n".join(lines)
+
+
+@click.group()
+def cli() -> None:
+    """Taskdeck: long AI generation jobs in the background, watched from a browser."""
+
+
+@cli.command()
+@click.argument("type")
+@click.option("--payload", default="{}", help="JSON object, @FILE to read it from a file, or - for stdin.")
+@click.option("--user", help="Submitter (default: the acting user).")
+@click.option("--org", default="", help="Organisation to submit for (admins only; default: the submitter's).")
+@click.option("--priority", type=click.Choice(["high", "normal", "low"]), help="Default: the type's.")
+@click.option("--idempotency-key", help="The same key within its window returns the first job.")
+@as_user
+@json_flag
+@handle_errors
+def submit(type: str, payload: str, user: str | None, org: str, priority: str | None, idempotency_key: str | None,
+           acting: str | None, as_json: bool) -> None:
+    """Validate and enqueue a job; prints its id."""
+    with client(acting) as c:
+        job = c.submit(type, read_payload(payload, c.settings.max_payload_bytes), user=user, org=org, priority=priority,
+                       idempotency_key=idempotency_key)
+    emit(job.model_dump(mode="json")) if as_json else click.echo(job.id)
+
+
+@cli.command()
+@click.argument("job_id")
+@as_user
+@json_flag
+@handle_errors
+def show(job_id: str, acting: str | None, as_json: bool) -> None:
+    """One job's record."""
+    with client(acting) as c:
+        job = c.get(job_id)
+    emit(job.model_dump(mode="json")) if as_json else click.echo(describe(job))
+
+
+@cli.command("list")
+@click.option("--status", help="queued, processing, retrying, completed, failed, cancelled, or active.")
+@click.option("--type", "type_", metavar="TYPE")
+@click.option("--user")
+@click.option("--limit", default=20, show_default=True, type=click.IntRange(1, 1000))
+@as_user
+@json_flag
+@handle_errors
+def list_jobs(status: str | None, type_: str | None, user: str | None, limit: int, acting: str | None,
+              as_json: bool) -> None:
+    """Jobs, newest first."""
+    with client(acting) as c:
+        jobs = c.list(status=status, type=type_, user=user, limit=limit)
+    if as_json:
+        emit([job.model_dump(mode="json", exclude={"attempt_log", "partial"}) for job in jobs])
+        return
+    for job in jobs:
+        click.echo(f"{job.id}  {job.queued_at:%m-%d %H:%M:%S}  {job.type:<22} {job.status:<10} "
+                   f"{job.progress:>5.0f}%  {job.user_id}")
+
+
+@cli.command()
+@click.argument("job_id")
+@as_user
+@json_flag
+@handle_errors
+def cancel(job_id: str, acting: str | None, as_json: bool) -> None:
+    """Cancel a queued job, or abort a running one."""
+    with client(acting) as c:
+        job = c.cancel(job_id)
+    if as_json:
+        emit(job.model_dump(mode="json"))
+    else:
+        click.echo(f"{job.id} {job.status}" + ("" if job.status.terminal else " (cancel requested)"))
+
+
+@cli.command()
+@click.argument("job_id")
+@as_user
+@json_flag
+@handle_errors
+def retry(job_id: str, acting: str | None, as_json: bool) -> None:
+    """Run a failed or cancelled job again."""
+    with client(acting) as c:
+        job = c.retry(job_id)
+    emit(job.model_dump(mode="json")) if as_json else click.echo(f"{job.id} {job.status}")
+
+
+@cli.command()
+@json_flag
+@handle_errors
+def types(as_json: bool) -> None:
+    """Registered task types and their payload schema."""
+    with client() as c:
+        found = [(t, unavailable_reason(t, c.settings)) for t in c.types()]
+    if as_json:
+        emit([{"name": t.name, "description": t.description, "schema": t.schema(), "unavailable": reason}
+              for t, reason in found])
+        return
+    for t, reason in found:
+        unset = ", ".join(env_name(name) for name in missing(t, c.settings))
+        click.echo(f"{t.name:<28} {t.description}" + (f"  [unavailable: set {unset}]" if reason else ""))
+
+
+@cli.command()
+@json_flag
+@handle_errors
+def stats(as_json: bool) -> None:
+    """Queue depth per priority, jobs by status, success rate, throughput, workers alive."""
+    with client() as c:
+        s = c.stats()
+    if as_json:
+        emit(s.model_dump(mode="json"))
+        return
+    click.echo("queue depth: " + ", ".join(f"{p} {n}" for p, n in s.queue_depth.items()))
+    click.echo("jobs: " + ", ".join(f"{st} {n}" for st, n in s.by_status.items()))
+    rate = "-" if s.success_rate_1h is None else f"{s.success_rate_1h:.1%}"
+    click.echo(f"success rate (1 h): {rate}   throughput: {s.throughput_per_min:.1f}/min   "
+               f"workers alive: {s.workers_alive}   dead letters: {s.dead_letter}   "
+               f"re-runs after a lost worker (1 h): {s.lost_1h}")
+
+
+@cli.command()
+@click.option("--port", default=8501, show_default=True, help="Dashboard port.")
+@click.option("--api-port", type=int, help="HTTP API port (default: TASKDECK_API_PORT, 8000).")
+@click.option("--workers", default=1, show_default=True, type=click.IntRange(1, 64), help="Worker processes.")
+@handle_errors
+def up(port: int, api_port: int | None, workers: int) -> None:
+    """Start Redis (unless REDIS_URL is set), workers, the dashboard and the HTTP API; Ctrl-C stops them all."""
+    from .up import run
+
+    sys.exit(run(port=port, workers=workers, api_port=api_port or Settings().api_port))
+
+
+@cli.command()
+@click.option("--host", help="Interface to serve on (default: TASKDECK_API_HOST, 127.0.0.1).")
+@click.option("--port", type=int, help="Port (default: TASKDECK_API_PORT, 8000).")
+def api(host: str | None, port: int | None) -> None:
+    """Serve the HTTP API (docs at /docs, schema at /openapi.json)."""
+    import uvicorn
+
+    from ..api import create_app
+
+    settings = Settings()
+    uvicorn.run(create_app(settings), host=host or settings.api_host, port=port or settings.api_port,
+                log_level="info", proxy_headers=False)
+
+
+@cli.group()
+def token() -> None:
+    """Bearer tokens for the HTTP API."""
+
+
+def on_store(work: Callable[[Store], Awaitable[T]]) -> T:
+    async def run() -> T:
+        settings = Settings()
+        store = Store(connect(settings), settings)
+        try:
+            return await work(store)
+        finally:
+            await store.redis.aclose()
+    return asyncio.run(run())
+
+
+@token.command("create")
+@click.option("--user", required=True, help="Whose jobs the token acts on.")
+@click.option("--role", type=click.Choice([r.value for r in Role]),
+              help="Default: the role TASKDECK_ROLES gives; never more than that, on every use.")
+@click.option("--org", default="", help="The token's organisation, when TASKDECK_ORGS names none for its user.")
+@json_flag
+@handle_errors
+def token_create(user: str, role: str | None, org: str, as_json: bool) -> None:
+    """Make a token; it is shown once, only its hash is kept."""
+    secret, record = on_store(lambda store: tokens.create(store, user, Role(role) if role else None, org))
+    if as_json:
+        emit({"token": secret, **record.model_dump(mode="json")})
+        return
+    click.echo(secret)
+    click.echo(f"id {record.id}, for {record.user} as {record.role}; keep it safe: it is not shown again", err=True)
+
+
+@token.command("revoke")
+@click.argument("token_id")
+@handle_errors
+def token_revoke(token_id: str) -> None:
+    """Revoke the token with this id (see `token list`)."""
+    record = on_store(lambda store: tokens.revoke(store, token_id))
+    click.echo(f"revoked {record.id} ({record.user})")
+
+
+@token.command("list")
+@json_flag
+@handle_errors
+def token_list(as_json: bool) -> None:
+    """Tokens by id, user and role (never the tokens themselves)."""
+    records = sorted(on_store(tokens.all_tokens).values(), key=lambda t: t.created_at)
+    if as_json:
+        emit([t.model_dump(mode="json") for t in records])
+        return
+    for t in records:
+        click.echo(f"{t.id}  {t.user}  {t.role}  {t.created_at:%Y-%m-%d %H:%M}")
+
+
+def main() -> None:
+    cli(prog_name="python -m runner")
+
+
+@cli.group()
+def llm() -> None:
+    """The LLM that answers the generative types; the embedded demo model."""
+
+
+@llm.command("serve")
+@click.option("--port", type=click.IntRange(1, 65535), help="Port on 127.0.0.1 (default: the first free from 6392).")
+@click.option("--threads", type=click.IntRange(1, 256), help="CPU threads (default: TASKDECK_LLM_EMBEDDED_THREADS).")
+@click.option("--parallel", type=click.IntRange(1, 64),
+              help="Requests computed at once; more wait their turn (default: TASKDECK_LLM_EMBEDDED_PARALLEL).")
+@click.option("--fd", type=int, hidden=True, help="Serve on this inherited listening socket (workers, `up`).")
+def llm_serve(port: int | None, threads: int | None, parallel: int | None, fd: int | None) -> None:
+    """Serve the embedded demo model alone, an OpenAI-compatible endpoint on loopback; prints its URL."""
+    import socket
+
+    from ..llm import embedded
+    from ..llm.serve import run
+
+    overrides = {name: value for name, value in (("threads", threads), ("parallel", parallel)) if value}
+    options = embedded.EmbeddedOptions(**overrides)  # type: ignore[arg-type]
+    if fd is None and (reason := embedded.not_installed(options)):
+        click.echo(f"error: {reason}", err=True)
+        sys.exit(1)
+    try:
+        sock = socket.socket(fileno=fd) if fd is not None else embedded.listen([port]) if port else embedded.listen()
+    except OSError as e:
+        click.echo(f"error: cannot listen on 127.0.0.1:{port or embedded.PORTS.start}: {e.strerror}; pass another "
+                   "--port", err=True)
+        sys.exit(1)
+    sys.exit(run(options, sock, child=fd is not None))
+
+
+@llm.command("status")
+@json_flag
+@handle_errors
+def llm_status(as_json: bool) -> None:
+    """Which model answers the generative types here, and how to point Taskdeck at another."""
+    with client() as c:
+        found = c.llm_status()
+    if as_json:
+        emit(found.model_dump(mode="json"))
+        return
+    click.echo(f"LLM: {found.description}")
+    for line in (found.problem, found.hint):
+        if line:
+            click.echo(f"  {line}")
+
+
+def llm_footer(settings: Settings) -> str:
+    """The lines `types` ends with: which model answers the generative types, and how to change it."""
+    from ..reads import llm_status as status
+
+    found = status.source(settings)
+    return "\n".join([f"\nLLM: {found.description}", *(f"  {line}" for line in (found.problem, found.hint) if line)])
+
+
+def with_llm_footer(command: click.Command) -> None:
+    """`types` (text output) also says which model answers the generative types (issue 21)."""
+    listing = command.callback
+    assert listing is not None
+
+    @functools.wraps(listing)
+    def callback(as_json: bool) -> None:
+        listing(as_json=as_json)
+        if not as_json:
+            click.echo(llm_footer(Settings()))
+
+    command.callback = callback
+
+
+with_llm_footer(types)
+
+
+@cli.command("openapi")
+def openapi_document() -> None:
+    """Print the HTTP API's OpenAPI document, as GET /openapi.json serves it: the task types are this
+    deployment's (TASKDECK_TASK_MODULES). `./taskdeck openapi > docs/openapi.json` refreshes the snapshot."""
+    from ..api import create_app
+
+    emit(create_app(Settings()).openapi())

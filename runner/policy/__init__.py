@@ -1,0 +1,1 @@
+"""Who may do what, what may run, and where Taskdeck may fetch: identity, tokens, admission, outbound policy."""

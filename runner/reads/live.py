@@ -1,0 +1,121 @@
+"""The live board: active jobs oldest first, with queue position and a stalled flag.
+
+Every open Live page reads it every second, for up to 500 rows, so it costs two round trips whatever the
+number of jobs: one pipeline for the ids (the three active status indexes, merged here) and the queue
+counters, then a read-only script that returns the board's fields of every record with its rank in ARQ's
+queue, in chunks read on parallel connections (parsing one chunk overlaps Redis reading the next). The
+board reads no payload or result (a finished job kept on the board would send its result every second),
+and each record becomes one JSON document validated by pydantic in one call (its values are JSON already).
+"""
+from __future__ import annotations
+
+import asyncio
+import heapq
+import operator
+import time
+from collections.abc import Sequence
+
+from pydantic import BaseModel, Field, create_model
+from redis.commands.core import AsyncScript
+
+from .history import HistoryQuery, matching
+from ..models import ACTIVE, Job, JobStatus, Priority
+from ..storage.store import Store
+
+WAITING = (JobStatus.queued, JobStatus.retrying)
+STATUSES = sorted(ACTIVE)
+READ_CHUNK = 100
+
+# KEYS[1] ARQ's queue, KEYS[2..] the job hashes; ARGV[1] how many field names follow, the names, then the ids.
+# Returns, per job, its fields (HMGET) and its rank in the queue (nil when not in it).
+READ = """
+local n = tonumber(ARGV[1])
+local fields = {}
+for i = 1, n do fields[i] = ARGV[i + 1] end
+local out = {}
+for i = 2, #KEYS do
+  out[#out + 1] = redis.call('HMGET', KEYS[i], unpack(fields))
+  out[#out + 1] = redis.call('ZRANK', KEYS[1], ARGV[n + i])
+end
+return out
+"""
+
+
+BOARD_FIELDS = ("id", "type", "user_id", "org_id", "status", "priority", "progress", "current_step", "steps",
+                "attempts", "max_attempts", "queued_at", "started_at", "completed_at", "updated_at", "eta",
+                "next_attempt_at", "waiting_reason", "cancel_requested_by", "last_error", "tokens_in", "tokens_out",
+                "cost_usd")
+LiveRecord = create_model(
+    "LiveRecord", __doc__="What the board shows of a job record: those Job fields, without the payload, the result "
+    "and the retry audit (Client.get reads the whole record).",
+    **{name: (Job.model_fields[name].annotation, Job.model_fields[name]) for name in BOARD_FIELDS},
+)
+FIELDS = tuple(LiveRecord.model_fields)
+HEADS = tuple(f'"{name}":' for name in FIELDS)
+
+
+class LiveJob(BaseModel):
+    job: LiveRecord
+    queue_position: int | None = Field(None, description="1 = next in ARQ's queue; None unless waiting.")
+    stalled: bool = Field(False, description="Running, but its record has not changed for `stalled_after_s`.")
+
+
+class LiveView(BaseModel):
+    jobs: list[LiveJob] = Field(description="Active jobs oldest first, then the `include`d ones not active.")
+    queue_depth: dict[Priority, int]
+    workers_alive: int
+    truncated: bool = Field(False, description="More active jobs than the limit.")
+
+
+async def view(store: Store, user: str | None, limit: int, include: Sequence[str], stalled_after_s: float) -> LiveView:
+    keys, now = store.keys, time.time()
+    async with store.redis.pipeline(transaction=False) as pipe:
+        if user is None:
+            for status in STATUSES:
+                pipe.zrange(keys.status(status), 0, limit, withscores=True)
+        for priority in Priority:
+            pipe.zcard(keys.pending(priority))
+        pipe.zcount(keys.workers, now, "+inf")
+        rows = await pipe.execute()
+    n = len(STATUSES) if user is None else 0
+    active, depth, alive = rows[:n], rows[n:-1], rows[-1]
+    if user is None:
+        ids = [job_id for job_id, _ in heapq.merge(*active, key=lambda row: row[1])]
+    else:
+        ids = [job_id async for batch in matching(store, HistoryQuery(status=STATUSES, user=user),
+                                                  newest_first=False, limit=limit + 1) for job_id in batch]
+    truncated = len(ids) > limit
+    ids = ids[:limit]
+    shown = set(ids)
+    jobs, ranks = await read(store, ids + [job_id for job_id in dict.fromkeys(include) if job_id not in shown])
+    return LiveView(
+        jobs=[LiveJob(job=job, queue_position=rank + 1 if rank is not None and job.status in WAITING else None,
+                      stalled=job.status is JobStatus.processing and now - job.updated_at.timestamp() > stalled_after_s)
+              for job, rank in zip(jobs, ranks)],
+        queue_depth=dict(zip(Priority, depth)), workers_alive=alive, truncated=truncated,
+    )
+
+
+async def read(store: Store, ids: Sequence[str]) -> tuple[list[LiveRecord], list[int | None]]:
+    """The board's fields of the records of `ids` that exist, in order, and their ranks in ARQ's queue."""
+    script = store.redis.register_script(READ)
+    chunks = await asyncio.gather(*(read_chunk(store, script, ids[i:i + READ_CHUNK])
+                                    for i in range(0, len(ids), READ_CHUNK)))
+    return [job for jobs, _ in chunks for job in jobs], [rank for _, ranks in chunks for rank in ranks]
+
+
+async def read_chunk(store: Store, script: AsyncScript, ids: Sequence[str]) -> tuple[list[LiveRecord],
+                                                                                   list[int | None]]:
+    keys = store.keys
+    rows = await script(keys=[keys.queue, *(keys.job(job_id) for job_id in ids)], args=[len(FIELDS), *FIELDS, *ids])
+    found = [(values, rank) for values, rank in zip(rows[::2], rows[1::2]) if values[0] is not None]
+    return [parse(values) for values, _ in found], [rank for _, rank in found]
+
+
+def parse(values: list[str | None]) -> LiveRecord:
+    """One record's FIELDS values (each JSON text; None when the record lacks the field) in one validation."""
+    if None in values:
+        body = ",".join(head + value for head, value in zip(HEADS, values) if value is not None)
+    else:
+        body = ",".join(map(operator.add, HEADS, values))
+    return LiveRecord.model_validate_json(f"{{{body}}}")
