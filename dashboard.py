@@ -18,7 +18,8 @@ def sign_in() -> None:
     st.title("Taskdeck")
     st.write("Sign in to see and run background jobs.")
     names = session.providers()
-    for name in names or [None]:
+    buttons: list[str | None] = [*names] or [None]  # None: the one provider st.login uses by default
+    for name in buttons:
         st.button(md("Sign in with {}", name) if name and len(names) > 1 else "Sign in", key=f"login:{name}",
                   type="primary", icon=":material/login:", on_click=st.login, args=(name,) if name else ())
 

@@ -4,7 +4,7 @@ from __future__ import annotations
 
 import hashlib
 import math
-from datetime import date, datetime, time, timedelta, timezone
+from datetime import UTC, date, datetime, time, timedelta
 
 import streamlit as st
 
@@ -14,7 +14,7 @@ from runner.reads.history import FINISHED, HistoryQuery
 from ui.alerts import stop_on_refusal
 from ui.export import ChunkStream
 from ui.session import client
-from ui.tables import HISTORY_COLUMNS, history_rows
+from ui.tables import HISTORY_COLUMNS, history_rows, selected
 from ui.text import md, trusted
 
 PAGE_SIZES = [25, 50, 100, 200]
@@ -34,8 +34,8 @@ def day_range(picked: tuple[date, ...]) -> tuple[datetime | None, datetime | Non
     if not picked:
         return None, None
     first, last = picked[0], picked[-1]
-    return (datetime.combine(first, time.min, tzinfo=timezone.utc),
-            datetime.combine(last + timedelta(days=1), time.min, tzinfo=timezone.utc))
+    return (datetime.combine(first, time.min, tzinfo=UTC),
+            datetime.combine(last + timedelta(days=1), time.min, tzinfo=UTC))
 
 
 def filters() -> tuple[HistoryQuery, int]:
@@ -46,7 +46,7 @@ def filters() -> tuple[HistoryQuery, int]:
         job_type = top[1].selectbox("Type", ["All types", *(t.name for t in c.types())], key="h_type",
                                     persist_state="session")
         user = top[2].text_input("Submitted by", key="h_user", placeholder="email", persist_state="session")
-        picked = top[3].date_input("Submitted between (UTC days)", value=(), key="h_dates", persist_state="session")
+        picked = top[3].date_input("Submitted between (UTC days)", value=[], key="h_dates", persist_state="session")
         bottom = st.columns([3, 3, 2, 2])
         id_prefix = bottom[0].text_input("Job id starts with", key="h_id", persist_state="session")
         error = bottom[1].text_input("Error contains", key="h_error", persist_state="session")
@@ -115,7 +115,7 @@ nav[2].caption(md("Page {} of {:,}", state.h_page, pages) + ("" if page.exact el
 
 row = st.columns([2, 3, 2, 3])
 if acts:
-    picked = [page.jobs[i] for i in table.selection.rows if i < len(page.jobs)]
+    picked = [page.jobs[i] for i in selected(table) if i < len(page.jobs)]
     retryable = [job.id for job in picked if job.status in (JobStatus.failed, JobStatus.cancelled)
                  and c.principal.acts_on(job.user_id)]
     if row[0].button(md("Retry selected ({})", len(retryable)), icon=":material/replay:", disabled=not retryable):

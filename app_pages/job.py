@@ -9,18 +9,18 @@ from datetime import datetime
 import streamlit as st
 
 from runner import Job, JobNotFound, TaskdeckError, registry
+from runner.models import utcnow
 from runner.policy.access import Action
 from runner.policy.admission import needs_llm
-from runner.models import utcnow
 from ui import charts
-from ui.alerts import alert, message
+from ui.alerts import BadgeColor, alert, message
 from ui.session import client, guard
 from ui.tables import elapsed
 from ui.text import Markdown, ago, md, seconds, short, trusted, until
 
 RESULT_SHOWN_CHARS = 50_000
-STATUS_COLORS = {"queued": "gray", "processing": "blue", "retrying": "orange", "completed": "green",
-                 "failed": "red", "cancelled": "violet"}
+STATUS_COLORS: dict[str, BadgeColor] = {"queued": "gray", "processing": "blue", "retrying": "orange",
+                                         "completed": "green", "failed": "red", "cancelled": "violet"}
 
 c = client()
 job_id = st.query_params.get("id", "").strip()
@@ -190,8 +190,8 @@ def show_attempts(job: Job) -> None:
     if not job.attempt_log:
         st.caption("No attempt has finished yet.")
     for attempt in reversed(job.attempt_log):
-        ended = attempt.finished_at and attempt.started_at
-        took = (attempt.finished_at - attempt.started_at).total_seconds() if ended else None
+        start, end = attempt.started_at, attempt.finished_at
+        took = (end - start).total_seconds() if start and end else None
         with st.container(border=True):
             st.markdown(md("**Attempt {}** · {} · {}", attempt.number, attempt.outcome, seconds(took))
                         + (md(" · worker {}", attempt.worker) if attempt.worker else ""))
@@ -203,7 +203,8 @@ def show_attempts(job: Job) -> None:
 
 
 def show_audit(job: Job) -> None:
-    rows = [("Submitted", job.user_id + (f" (org {job.org_id})" if job.org_id else ""), job.queued_at)]
+    rows: list[tuple[str, str, datetime | None]] = [
+        ("Submitted", job.user_id + (f" (org {job.org_id})" if job.org_id else ""), job.queued_at)]
     if job.cancel_requested_by:
         rows.append(("Cancel requested", job.cancel_requested_by, job.cancel_requested_at))
     if job.retried_by:

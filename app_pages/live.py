@@ -5,13 +5,15 @@ Table selections are row positions, so rows keep the order in which this session
 """
 from __future__ import annotations
 
+from collections.abc import Collection
+
 import streamlit as st
 
 from runner import Priority
-from runner.policy.access import Action
 from runner.models import utcnow
+from runner.policy.access import Action
 from ui.session import client, guard
-from ui.tables import LIVE_COLUMNS, live_rows
+from ui.tables import LIVE_COLUMNS, live_rows, selected
 from ui.text import joined, md, trusted
 
 state = st.session_state
@@ -56,7 +58,7 @@ def board() -> None:
                              selection_mode="multi-row", width="stretch")
         left, right, _ = st.columns([2, 2, 6])
         if acts:
-            picked = [ordered[i].job for i in table.selection.rows if i < len(ordered)]
+            picked = [ordered[i].job for i in selected(table) if i < len(ordered)]
             cancellable = [job.id for job in picked if not job.status.terminal and me.acts_on(job.user_id)]
             left.button(md("Cancel selected ({})", len(cancellable)), icon=":material/cancel:",
                         disabled=not cancellable, on_click=cancel, args=(cancellable,))
@@ -64,7 +66,7 @@ def board() -> None:
             right.button("Clear finished", icon=":material/clear_all:", on_click=clear_finished)
 
 
-def order(seen: list[str], rows: dict[str, object]) -> list[str]:
+def order(seen: list[str], rows: Collection[str]) -> list[str]:
     """The ids this session has seen, in the order it first saw them, then the new ones."""
     kept = [i for i in seen if i in rows]
     known = set(kept)
@@ -73,7 +75,7 @@ def order(seen: list[str], rows: dict[str, object]) -> list[str]:
 
 def header(depth: dict[Priority, int], workers: int, stalled: int, truncated: bool) -> None:
     cols = st.columns(5)
-    for col, priority in zip(cols, Priority):
+    for col, priority in zip(cols[:len(Priority)], Priority, strict=True):
         col.metric(trusted(f"Queued · {priority.value}"), md("{}", depth.get(priority, 0)), border=True)
     cols[3].metric("Workers online", md("{}", workers), border=True)
     with cols[4]:

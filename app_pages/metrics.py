@@ -101,7 +101,8 @@ if not spent:
 else:
     panel(st, trusted(f"Cost and tokens per {step}"), lambda: charts.llm_cost(usage, window.span), False)
     overall = window.overall()  # cost_by adds over buckets: one bucket of the range's sums
-    for column, (kind, title) in zip(st.columns(3), (("type", "Task type"), ("user", "User"), ("model", "Model"))):
+    breakdowns: tuple[tuple[status.CostKind, str], ...] = (("type", "Task type"), ("user", "User"), ("model", "Model"))
+    for column, (kind, title) in zip(st.columns(len(breakdowns)), breakdowns, strict=True):
         with column.container(border=True):
             st.markdown(trusted(f"**Cost by {title.lower()}**"))
             costs = status.cost_by(overall, kind)

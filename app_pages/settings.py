@@ -5,7 +5,7 @@ from __future__ import annotations
 
 import json
 from collections.abc import Callable
-from datetime import datetime, timezone
+from datetime import UTC, datetime
 from typing import Any
 
 import pandas as pd
@@ -13,10 +13,10 @@ import streamlit as st
 from pydantic import ValidationError
 
 from runner import InvalidPayload, Priority, TaskdeckError
+from runner.client.schedules import Schedule
+from runner.models import utcnow
 from runner.policy.access import Action
 from runner.policy.admission import unavailable_reason
-from runner.models import utcnow
-from runner.client.schedules import Schedule
 from ui.alerts import alert, message
 from ui.forms import Form, errors_by_field
 from ui.session import client
@@ -94,7 +94,7 @@ def limits() -> None:
     with st.container(border=True):
         st.markdown("**Set or remove an override**")
         left, middle, right = st.columns([2, 4, 2])
-        kind = left.selectbox("Scope", list(KINDS), format_func=KINDS.get, key="limit_kind")
+        kind = left.selectbox("Scope", list(KINDS), format_func=KINDS.__getitem__, key="limit_kind")
         if kind == "type":
             name = middle.selectbox("Task type", [t.name for t in c.types()], key="limit_type")
         else:
@@ -111,9 +111,9 @@ def limits() -> None:
                                                                           int(value))):
                 st.rerun()
         if remove.button("Remove override", icon=":material/delete:", key="limit_remove",
-                         disabled=f"{kind}:{name}" not in overrides):
-            if attempt(lambda: c.set_limit(kind, name, None), md("Override {}:{} removed", trusted(kind), name)):
-                st.rerun()
+                         disabled=f"{kind}:{name}" not in overrides) and attempt(
+                lambda: c.set_limit(kind, name, None), md("Override {}:{} removed", trusted(kind), name)):
+            st.rerun()
 
 
 def load_schedule(schedule: Schedule) -> None:
@@ -145,14 +145,14 @@ def schedules() -> None:
         pick, run, pause, edit, delete = st.columns([3, 1.3, 1.3, 1.3, 1.3], vertical_alignment="bottom")
         name = pick.selectbox("Schedule", [s.name for s in found], key="sched_pick")
         chosen = next(s for s in found if s.name == name)
-        if run.button("Run now", icon=":material/play_arrow:", key="sched_run"):
-            if attempt(lambda: c.run_schedule(name), md("Schedule {} submitted a run", name)):
-                st.rerun()
+        if run.button("Run now", icon=":material/play_arrow:", key="sched_run") and attempt(
+                lambda: c.run_schedule(name), md("Schedule {} submitted a run", name)):
+            st.rerun()
         if pause.button("Resume" if chosen.paused else "Pause", key="sched_pause",
-                        icon=":material/play_circle:" if chosen.paused else ":material/pause_circle:"):
-            if attempt(lambda: c.pause_schedule(name, not chosen.paused),
-                       md("Schedule {} {}", name, trusted("resumed" if chosen.paused else "paused"))):
-                st.rerun()
+                        icon=":material/play_circle:" if chosen.paused else ":material/pause_circle:") and attempt(
+                lambda: c.pause_schedule(name, not chosen.paused),
+                md("Schedule {} {}", name, trusted("resumed" if chosen.paused else "paused"))):
+            st.rerun()
         edit.button("Edit", icon=":material/edit:", key="sched_edit", on_click=load_schedule, args=(chosen,))
         with delete.popover("Delete", icon=":material/delete:"):
             st.write(md("Delete schedule {}? Jobs it already submitted stay.", name))
@@ -195,7 +195,8 @@ def save(name: str, type_name: str, cron: str, priority: str, paused: bool, payl
         state.sched_payload_errors = form.invalid
         st.rerun()
     try:
-        schedule = Schedule(name=name, type=type_name, cron=cron, priority=priority, paused=paused, payload=payload)
+        schedule = Schedule(name=name, type=type_name, cron=cron, priority=Priority(priority), paused=paused,
+                            payload=payload)
     except ValidationError as e:
         state.sched_errors = {".".join(map(str, err["loc"])): [err["msg"]] for err in e.errors(include_url=False)}
         st.rerun()
@@ -218,7 +219,7 @@ def audit() -> None:
         st.caption("Nothing logged yet.")
         return
     st.dataframe(pd.DataFrame([{
-        "When": datetime.fromtimestamp(int(row["at"]) / 1000, timezone.utc), "Who": row.get("by", ""),
+        "When": datetime.fromtimestamp(int(row["at"]) / 1000, UTC), "Who": row.get("by", ""),
         "What": row.get("action", ""), "Job": row.get("job", ""), "Type": row.get("type", ""),
         "Owner": row.get("owner", ""),
     } for row in rows]), hide_index=True, width="stretch", key="audit_table", column_config={

@@ -9,13 +9,13 @@ import pandas as pd
 import streamlit as st
 
 from runner import TaskdeckError
-from runner.policy.access import Action
 from runner.models import utcnow
+from runner.policy.access import Action
 from ui import alerts
 from ui.session import client, guard
 from ui.text import Markdown, ago, joined, md, trusted, until
 
-CIRCUIT_COLORS = {"closed": "green", "open": "red", "half-open": "orange"}
+CIRCUIT_COLORS: dict[str, alerts.BadgeColor] = {"closed": "green", "open": "red", "half-open": "orange"}
 
 c = client()
 admin = c.principal.can(Action.settings)
@@ -90,7 +90,8 @@ def llm() -> None:
         budget = [f"{found.rpm:,} requests/min" if found.rpm else "", f"{found.tpm:,} tokens/min" if found.tpm else "",
                   f"{found.user_tokens_per_hour:,} tokens/user/hour" if found.user_tokens_per_hour else ""]
         st.dataframe(pd.DataFrame([{
-            "Endpoint": found.endpoint or ("each worker's own" if found.source == "embedded" else ""), "Model": found.model or "", "Circuit": state,
+            "Endpoint": found.endpoint or ("each worker's own" if found.source == "embedded" else ""),
+            "Model": found.model or "", "Circuit": state,
             "Structured output": found.structured_output,
             "Budget": " · ".join(part for part in budget if part) or "no limit",
         }]), hide_index=True, width="stretch")

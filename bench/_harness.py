@@ -423,7 +423,7 @@ def ratio(results: Results, key: str, num: str, den: str, target: str = "",
     """Same-round ratios num/den of `key`, their median, and the verdict against `target`."""
     if num not in results or den not in results:
         return None
-    rs = [a[key] / b[key] for a, b in zip(results[num], results[den]) if b.get(key)]
+    rs = [a[key] / b[key] for a, b in zip(results[num], results[den], strict=True) if b.get(key)]
     if not rs:
         return None
     verdict = ""

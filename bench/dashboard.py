@@ -66,21 +66,20 @@ ROOT = Path(__file__).resolve().parent.parent
 if str(ROOT) not in sys.path:
     sys.path.insert(0, str(ROOT))
 
-import orjson  # noqa: E402
 import redis  # noqa: E402
 
 from bench._harness import code_state  # noqa: E402
 from runner import AsyncClient, Client, JobStatus  # noqa: E402
-from runner.storage import counters as tally  # noqa: E402
-from runner.ops import redis_server  # noqa: E402
-from runner.process import die_with_parent  # noqa: E402
-from runner.storage import transitions  # noqa: E402
-from runner.reads.history import HistoryQuery  # noqa: E402
-from runner.storage.keys import Keys  # noqa: E402
 from runner.llm.usage import Call, bucket_fields  # noqa: E402
 from runner.models import Job, Priority, Step, StepStatus, utcnow  # noqa: E402
+from runner.ops import redis_server  # noqa: E402
+from runner.process import die_with_parent  # noqa: E402
+from runner.reads.history import HistoryQuery  # noqa: E402
 from runner.settings import Settings  # noqa: E402
-from runner.storage.store import TRANSITION, encode  # noqa: E402
+from runner.storage import counters as tally  # noqa: E402
+from runner.storage import transitions  # noqa: E402
+from runner.storage.keys import Keys  # noqa: E402
+from runner.storage.store import SCRIPTS, encode, script, transition_args  # noqa: E402
 
 CHROMIUM = "/usr/bin/chromium"
 ARGS = ["--headless", "--no-sandbox", "--disable-gpu", "--disable-quic", "--no-first-run",
@@ -172,7 +171,8 @@ def print_table() -> None:
     widths = [max(len(row[i]) for row in rows) for i in range(len(header))]
     print()
     for n, row in enumerate(rows):
-        print(" | ".join(cell.ljust(w) if i < 2 else cell.rjust(w) for i, (cell, w) in enumerate(zip(row, widths))))
+        cells = enumerate(zip(row, widths, strict=True))
+        print(" | ".join(cell.ljust(w) if i < 2 else cell.rjust(w) for i, (cell, w) in cells))
         if n == 0:
             print("-+-".join("-" * w for w in widths))
     for note in NOTES:
@@ -288,7 +288,7 @@ def start_dashboard(url: str, log: Path | None = None) -> tuple[subprocess.Popen
                 return proc, base, time.perf_counter() - start
         except OSError:
             if proc.poll() is not None or time.perf_counter() - start > 60:
-                raise RuntimeError("the dashboard did not start")
+                raise RuntimeError("the dashboard did not start") from None
             time.sleep(0.02)
 
 
@@ -369,16 +369,16 @@ async def fill_live(running: int, queued: int) -> float:
 
         async def submit(job: Job) -> None:
             spec = transitions.create(job, keys, settings.priority_aging_s, by=job.user_id)
-            assert (await store.apply(job.id, spec, job.queued_at))[0]
+            assert (await store.apply(job.id, spec, job.queued_at)).applied
 
         async def run(n: int, job: Job) -> None:
             started = job.queued_at + timedelta(seconds=rng.uniform(0.01, 1))
             spec = transitions.start(job, f"bench-worker-{n % 8}", TYPES[job.type][2], started,
                                      keys.arq_in_progress(job.id), int(settings.lease_s * 1000), None, {})
-            assert (await store.apply(job.id, spec, started))[0]
+            assert (await store.apply(job.id, spec, started)).applied
             await store.redis.zrem(keys.queue, job.id)  # what ARQ's pickup does
             fields = running_fields(rng, job, started, now)
-            assert (await store.apply(job.id, transitions.progress(1, fields), fields["updated_at"]))[0]
+            assert (await store.apply(job.id, transitions.progress(1, fields), fields["updated_at"])).applied
 
         for first in range(0, total, 100):
             await asyncio.gather(*(submit(job) for job in jobs[first:first + 100]))
@@ -485,7 +485,7 @@ def simulate(buckets: Buckets, rng: random.Random, at: float, templates: dict[tu
     buckets.add(at, transitions.counters(job, "started", **tally.wait_counters(wait)))
     roll = rng.random()
     attempts = 3 if 0.90 <= roll < 0.98 else 2 if rng.random() < 0.05 else 1
-    for attempt in range(1, attempts):
+    for _attempt in range(1, attempts):
         buckets.add(at, transitions.counters(job, "retried") | tally.failure_counters(job, final=False))
         buckets.error(at, rng.choice(ERRORS).format(n=rng.randint(1, 99)))
         buckets.add(at, transitions.counters(job, "started"))
@@ -573,7 +573,7 @@ def fill(url: str, total: int, have: int) -> float:
     settings = Settings()
     keys = Keys(settings.prefix, settings.queue_name)
     client = redis.Redis.from_url(url, decode_responses=True)
-    script = client.register_script(TRANSITION)
+    transition = client.register_script(script(keys.prefix, keys.queue, *SCRIPTS["transition"]))
     now = utcnow()
     start = time.perf_counter()
     rng = random.Random(have)
@@ -592,9 +592,8 @@ def fill(url: str, total: int, have: int) -> float:
                           result={"output": "x" * 200} if status is JobStatus.completed else None)
                 spec = transitions.create(job, keys, settings.priority_aging_s, by=job.user_id)
                 spec.update(status=status.value, calls=[], wake=False, set=encode(job.model_dump(
-                    exclude={"attempt_log", "partial", "status"})), retention=30 * 86400, maxlen=1000, queue=keys.queue)
-                args = [keys.prefix, repr(queued.timestamp()), orjson.dumps(spec).decode()]
-                script(keys=[keys.job(job.id)], args=args, client=pipe)
+                    exclude={"attempt_log", "partial", "status"})), retention=30 * 86400, maxlen=1000)
+                transition(keys=[keys.job(job.id)], args=transition_args(spec, queued.timestamp()), client=pipe)
             pipe.execute()
     client.close()
     return time.perf_counter() - start
@@ -612,6 +611,17 @@ def history(url: str, sizes: list[int], runs: int) -> None:
     for size, db in urls.items():
         took = fill(db, size, 0)
         print(f"\nHistory: {size:,} finished jobs (filled in {took:.1f} s)")
+    clients, apps = history_clients(urls)
+    times = history_rounds(urls, clients, apps, runs)
+    for size in sizes:
+        clients[size].close()
+        history_figures(size, times)
+    if len(sizes) >= 2:
+        history_growth(sizes[0], sizes[-1], times)
+
+
+def history_clients(urls: dict[int, str]) -> tuple[dict[int, Client], dict[int, Any]]:
+    """A Client and a History page per size, after printing what each query finds."""
     clients, apps = {}, {}
     for size, db in urls.items():
         os.environ["REDIS_URL"] = db
@@ -621,6 +631,11 @@ def history(url: str, sizes: list[int], runs: int) -> None:
             exact = "exact" if page.exact else f"lower bound, {page.scanned:,} entries scanned"
             print(f"  {size:>7,} jobs, {name:34} total {page.total:,} ({exact})")
         apps[size] = page_app("history")
+    return clients, apps
+
+
+def history_rounds(urls: dict[int, str], clients: dict[int, Client], apps: dict[int, Any],
+                   runs: int) -> dict[tuple[int, str], list[float]]:
     times: dict[tuple[int, str], list[float]] = defaultdict(list)
     for _ in range(runs + 1):  # the first round warms up
         for size, db in urls.items():
@@ -630,22 +645,25 @@ def history(url: str, sizes: list[int], runs: int) -> None:
             PAGES.clear()
             times[size, "page"].append(once(apps[size].run))
             times[size, "page.run"] += PAGES["history"]
-    for size in sizes:
-        clients[size].close()
-        section, target = f"history {size // 1000}k", 0.3 if size >= 100_000 else None
-        for name, _ in QUERIES:
-            record(section, f"Client.history {name}", times[size, name][1:],
-                   target if name.startswith("default") else None)
-        record(section, "History page: whole script run (AppTest)", times[size, "page"][1:], target)
-        record(section, "History page: page script (page.run)", times[size, "page.run"][1:])
-    if len(sizes) >= 2:
-        small, large = sizes[0], sizes[-1]
-        for label, key in (("Client.history default", QUERIES[0][0]), ("History page run", "page")):
-            ratios = [b / a for a, b in zip(times[small, key][1:], times[large, key][1:])]
-            r = statistics.median(ratios)
-            NOTES.append(f"{label}: {large:,} / {small:,} jobs, same-round ratio median {r:.2f} "
-                         f"({min(ratios):.2f}–{max(ratios):.2f}, n={len(ratios)})   target ≤ 1.3×   "
-                         f"{'PASS' if r <= 1.3 else 'FAIL'}")
+    return times
+
+
+def history_figures(size: int, times: dict[tuple[int, str], list[float]]) -> None:
+    section, target = f"history {size // 1000}k", 0.3 if size >= 100_000 else None
+    for name, _ in QUERIES:
+        record(section, f"Client.history {name}", times[size, name][1:],
+               target if name.startswith("default") else None)
+    record(section, "History page: whole script run (AppTest)", times[size, "page"][1:], target)
+    record(section, "History page: page script (page.run)", times[size, "page.run"][1:])
+
+
+def history_growth(small: int, large: int, times: dict[tuple[int, str], list[float]]) -> None:
+    for label, key in (("Client.history default", QUERIES[0][0]), ("History page run", "page")):
+        ratios = [b / a for a, b in zip(times[small, key][1:], times[large, key][1:], strict=True)]
+        r = statistics.median(ratios)
+        NOTES.append(f"{label}: {large:,} / {small:,} jobs, same-round ratio median {r:.2f} "
+                     f"({min(ratios):.2f}–{max(ratios):.2f}, n={len(ratios)})   target ≤ 1.3×   "
+                     f"{'PASS' if r <= 1.3 else 'FAIL'}")
 
 
 def once(fn: Callable[[], Any]) -> float:

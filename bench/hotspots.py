@@ -38,11 +38,27 @@ import sys
 import tempfile
 import time
 from collections import Counter, defaultdict
+from collections.abc import Callable
+from datetime import UTC
 from pathlib import Path
+from typing import Any
 
 from _harness import (
-    BARE_QUEUE, ROOT, Counters, System, bench_env, code_state, fmt, footer, log_dir, med, private_redis,
-    submit_many, taskdeck_settings, wait_queue_empty, worker,
+    BARE_QUEUE,
+    ROOT,
+    Counters,
+    System,
+    bench_env,
+    code_state,
+    fmt,
+    footer,
+    log_dir,
+    med,
+    private_redis,
+    submit_many,
+    taskdeck_settings,
+    wait_queue_empty,
+    worker,
 )
 
 RUNNER_DIR = str(ROOT / "runner") + os.sep
@@ -170,8 +186,8 @@ async def fill(kind: str, url: str, n: int) -> None:
 
 def run(kind: str, url: str, counters: Counters, n: int, max_jobs: int, poll_delay: float,
         trips: Trips | None = None, profiler: cProfile.Profile | None = None) -> dict[str, float]:
-    import runner.worker
     import bench.bare_arq
+    import runner.worker
 
     settings_cls = runner.worker.WorkerSettings if kind == "taskdeck" else bench.bare_arq.WorkerSettings
     counters.flush()
@@ -200,22 +216,19 @@ def run(kind: str, url: str, counters: Counters, n: int, max_jobs: int, poll_del
 
 
 async def prices(url: str, reps: int) -> None:
-    from datetime import datetime, timezone
+    from datetime import datetime
 
     from redis.asyncio import Redis
 
     from runner import AsyncClient
-    from runner.worker import logs
-    from runner.storage import transitions
     from runner.settings import Settings
-    from runner.storage.store import Store, connect, decode
+    from runner.storage import transitions
+    from runner.storage.store import Store, decode
+    from runner.worker import logs
 
     settings = Settings()
     plain = Redis.from_url(url, decode_responses=True)
-    try:
-        worker_redis = connect(settings, resilient=True)
-    except TypeError:
-        worker_redis = connect(settings)
+    worker_redis = worker_connection(settings)
     store = Store(worker_redis, settings)
     async with AsyncClient() as ac:
         jobs = await ac.list(status="completed", limit=1)
@@ -241,14 +254,10 @@ async def prices(url: str, reps: int) -> None:
         await store.apply(job.id, transitions.progress(job.attempts, {"progress": 1.0, "current_step": None}))
 
     def start_spec() -> None:
-        now = datetime.now(timezone.utc)
-        args = [job, "w", ("a",), now, "arq:in-progress:x", 30000, None]
-        if "limits" in inspect.signature(transitions.start).parameters:
-            args.append({"user": None, "org": None, "type": None, "global": None})
-        transitions.start(*args)
+        transitions.start(*start_args(job, datetime.now(UTC)))
 
     def copy() -> None:
-        job.model_copy(update={"attempts": 2, "started_at": datetime.now(timezone.utc), "worker": "w"})
+        job.model_copy(update={"attempts": 2, "started_at": datetime.now(UTC), "worker": "w"})
 
     items = [
         ("Redis round trip: PING, plain redis.asyncio client (as ARQ's pool)", ping_plain),
@@ -265,20 +274,43 @@ async def prices(url: str, reps: int) -> None:
     ]
     print(f"\n-- 0. price list: CPU µs per call (process time, {reps} calls each, median of 3 batches) --")
     for label, fn in items:
-        batches = []
         try:
-            for _ in range(3):
-                c = time.process_time()
-                for _ in range(reps):
-                    result = fn()
-                    if asyncio.iscoroutine(result):
-                        await result
-                batches.append((time.process_time() - c) / reps * 1e6)
-            print(f"  {med(batches):7.1f} µs  {label}")
+            print(f"  {await price(fn, reps):7.1f} µs  {label}")
         except Exception as e:  # the runner's internals move; a price that cannot be taken is shown as such
             print(f"      n/a  {label} ({type(e).__name__}: {e})")
     await plain.aclose()
     await worker_redis.aclose()
+
+
+def worker_connection(settings: Any) -> Any:
+    """The Redis client a worker uses (`resilient` where this version of the runner has it)."""
+    from runner.storage.store import connect
+    try:
+        return connect(settings, resilient=True)
+    except TypeError:
+        return connect(settings)
+
+
+def start_args(job: Any, now: Any) -> list[Any]:
+    """transitions.start's arguments, for this version of the runner (`limits` where it has them)."""
+    from runner.storage import transitions
+    args = [job, "w", ("a",), now, "arq:in-progress:x", 30000, None]
+    if "limits" in inspect.signature(transitions.start).parameters:
+        args.append({"user": None, "org": None, "type": None, "global": None})
+    return args
+
+
+async def price(fn: Callable[[], Any], reps: int) -> float:
+    """CPU µs per call of `fn` (awaited when it returns a coroutine): the median of 3 batches of `reps` calls."""
+    batches = []
+    for _ in range(3):
+        c = time.process_time()
+        for _ in range(reps):
+            result = fn()
+            if asyncio.iscoroutine(result):
+                await result
+        batches.append((time.process_time() - c) / reps * 1e6)
+    return med(batches)
 
 
 # ---------------------------------------------------------------------------------------------
@@ -331,7 +363,7 @@ def cprofile_report(profiler: cProfile.Profile, n: int, top: int, total_us: floa
         print(f"  {cum / n * 1e6:8.0f} µs  {calls / n:6.2f} calls/job  {label}")
     print(f"\n-- 3b. top {top} functions by own time, µs per job --")
     ranked = sorted(rows.items(), key=lambda kv: -kv[1][2])[:top]
-    for (path, line, func), (cc, nc, tt, ct, _) in ranked:
+    for (path, line, func), (_cc, nc, tt, ct, _) in ranked:
         short = path.replace(str(ROOT) + "/", "").split("site-packages/")[-1]
         print(f"  {tt / n * 1e6:8.1f} own {ct / n * 1e6:8.1f} cum {nc / n:7.2f} calls/job  {short}:{line} {func}")
 
@@ -484,7 +516,7 @@ def main() -> None:
         for key, label in (("cpu_us", "worker CPU µs/job"), ("jobs_s", "jobs/s"), ("redis_us", "Redis CPU µs/job")):
             t = [x[key] for x in rows["taskdeck"]]
             b = [x[key] for x in rows["arq"]]
-            rs = [x / y for x, y in zip(t, b)]
+            rs = [x / y for x, y in zip(t, b, strict=True)]
             print(f"  {label:18s} taskdeck {fmt(med(t))}  arq {fmt(med(b))}  same-round ratio {med(rs):.2f} "
                   f"(rounds {' '.join(f'{x:.2f}' for x in rs)})")
 

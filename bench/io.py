@@ -16,7 +16,18 @@ from __future__ import annotations
 import argparse
 
 from _harness import (
-    Counters, alternate, bench_env, common_args, comparison, footer, header, log_dir, med, private_redis, ratio, table,
+    Counters,
+    alternate,
+    bench_env,
+    common_args,
+    comparison,
+    footer,
+    header,
+    log_dir,
+    med,
+    private_redis,
+    ratio,
+    table,
     verdict,
 )
 from throughput import drain_run

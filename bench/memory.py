@@ -26,9 +26,27 @@ from collections import defaultdict
 
 import orjson
 from _harness import (
-    Counters, System, alternate, bare_pool, bench_env, common_args, enqueue_many, fmt, footer, header, log_dir,
-    med, private_redis, ratio, submit_many, table, taskdeck_finished, taskdeck_settings, verdict,
-    wait_queue_empty, worker,
+    Counters,
+    System,
+    alternate,
+    bare_pool,
+    bench_env,
+    common_args,
+    enqueue_many,
+    fmt,
+    footer,
+    header,
+    log_dir,
+    med,
+    private_redis,
+    ratio,
+    submit_many,
+    table,
+    taskdeck_finished,
+    taskdeck_settings,
+    verdict,
+    wait_queue_empty,
+    worker,
 )
 
 METRICS = [("bytes_job", "bytes/job"), ("payload_result", "payload+result"), ("overhead", "overhead/job"),
@@ -47,7 +65,7 @@ def groups(counters: Counters, prefix: str) -> dict[str, int]:
             pipe.memory_usage(key, samples=0)
         sizes += pipe.execute()
     out: dict[str, int] = defaultdict(int)
-    for key, size in zip(keys, sizes):
+    for key, size in zip(keys, sizes, strict=True):
         if key.startswith(prefix + "job:"):
             kind = "record"
         elif key.startswith(prefix + "idx:"):
@@ -100,67 +118,81 @@ async def one_record(system: System, n: int) -> tuple[int, str]:
 
 
 def retention(url: str, counters: Counters, logs, args, system: System) -> None:
-    from runner import AsyncClient
-    from runner.worker import heartbeat
-    from runner.worker.execution import WorkerState
-    from runner.settings import Settings
-    from runner.storage.store import Store, connect
-
     days = args.retention_s / 86400
     env = {"TASKDECK_RETENTION_DAYS": repr(days)}
     counters.flush()
     samples: list[tuple] = []
-    state_box: dict[str, int] = {"submitted": 0, "pruned": 0}
-
-    async def run() -> None:
-        settings = Settings(retention_days=days)
-        state = WorkerState(Store(connect(settings), settings), "bench-pruner")
-        r = state.store.redis
-        keys = state.store.keys
-        done = asyncio.Event()
-        t0 = time.monotonic()
-        async with AsyncClient() as ac:
-            async def produce() -> None:
-                while state_box["submitted"] < args.retention_n:
-                    if await r.zcard(keys.queue) > 2000:
-                        await asyncio.sleep(0.05)
-                        continue
-                    k = min(200, args.retention_n - state_box["submitted"])
-                    await submit_many(ac, "BENCH_NOOP", {}, k, concurrency=50)
-                    state_box["submitted"] += k
-
-            async def prune() -> None:
-                while not done.is_set():
-                    got = await heartbeat.prune(state)
-                    state_box["pruned"] += got
-                    if got < heartbeat.PRUNE_BATCH:
-                        await asyncio.sleep(0.5)
-
-            async def sample() -> None:
-                while not done.is_set():
-                    mem = await r.info("memory")
-                    samples.append((time.monotonic() - t0, state_box["submitted"], state_box["pruned"],
-                                    await r.zcard(keys.all), await r.xlen(keys.events), await r.dbsize(),
-                                    mem["used_memory"] - mem.get("mem_clients_normal", 0)))
-                    await asyncio.sleep(1.0)
-
-            tasks = [asyncio.create_task(prune()), asyncio.create_task(sample())]
-            await produce()
-            while await r.zcard(keys.queue) or await r.zcard(keys.all) > 0:
-                if time.monotonic() - t0 > args.timeout:
-                    break
-                await asyncio.sleep(0.2)
-            await asyncio.sleep(1.5)
-            done.set()
-            await asyncio.gather(*tasks)
-            mem = await r.info("memory")
-            samples.append((time.monotonic() - t0, state_box["submitted"], state_box["pruned"],
-                            await r.zcard(keys.all), await r.xlen(keys.events), await r.dbsize(),
-                            mem["used_memory"] - mem.get("mem_clients_normal", 0)))
-        await r.aclose()
-
     with worker(system, counters.r, logs, "retention", env=env):
-        asyncio.run(run())
+        asyncio.run(retention_run(args, days, samples))
+    retention_report(samples, args, days)
+    return samples
+
+
+async def retention_run(args, days: float, samples: list[tuple]) -> None:
+    """Submit args.retention_n jobs while pruning in-process and sampling memory, until all are pruned."""
+    from runner import AsyncClient
+    from runner.settings import Settings
+    from runner.storage.store import Store, connect
+    from runner.worker.execution import WorkerState
+
+    settings = Settings(retention_days=days)
+    state = WorkerState(Store(connect(settings), settings), "bench-pruner")
+    r, keys = state.store.redis, state.store.keys
+    box: dict[str, int] = {"submitted": 0, "pruned": 0}
+    done = asyncio.Event()
+    t0 = time.monotonic()
+    async with AsyncClient() as ac:
+        tasks = [asyncio.create_task(prune_until(state, box, done)),
+                 asyncio.create_task(sample_until(r, keys, t0, box, samples, done))]
+        await produce(ac, r, keys, box, args.retention_n)
+        await wait_drained(r, keys, t0, args.timeout)
+        await asyncio.sleep(1.5)
+        done.set()
+        await asyncio.gather(*tasks)
+        samples.append(await memory_row(r, keys, t0, box))
+    await r.aclose()
+
+
+async def produce(ac, r, keys, box: dict[str, int], n: int) -> None:
+    while box["submitted"] < n:
+        if await r.zcard(keys.queue) > 2000:
+            await asyncio.sleep(0.05)
+            continue
+        k = min(200, n - box["submitted"])
+        await submit_many(ac, "BENCH_NOOP", {}, k, concurrency=50)
+        box["submitted"] += k
+
+
+async def prune_until(state, box: dict[str, int], done: asyncio.Event) -> None:
+    from runner.worker import heartbeat
+    while not done.is_set():
+        got = await heartbeat.prune(state)
+        box["pruned"] += got
+        if got < heartbeat.PRUNE_BATCH:
+            await asyncio.sleep(0.5)
+
+
+async def sample_until(r, keys, t0: float, box: dict[str, int], samples: list[tuple], done: asyncio.Event) -> None:
+    while not done.is_set():
+        samples.append(await memory_row(r, keys, t0, box))
+        await asyncio.sleep(1.0)
+
+
+async def memory_row(r, keys, t0: float, box: dict[str, int]) -> tuple:
+    """Seconds, submitted, pruned, records, events, keys, used memory (without client buffers)."""
+    mem = await r.info("memory")
+    return (time.monotonic() - t0, box["submitted"], box["pruned"], await r.zcard(keys.all),
+            await r.xlen(keys.events), await r.dbsize(), mem["used_memory"] - mem.get("mem_clients_normal", 0))
+
+
+async def wait_drained(r, keys, t0: float, timeout: float) -> None:
+    while await r.zcard(keys.queue) or await r.zcard(keys.all) > 0:
+        if time.monotonic() - t0 > timeout:
+            break
+        await asyncio.sleep(0.2)
+
+
+def retention_report(samples: list[tuple], args, days: float) -> None:
     print(f"\n-- 2. retention: {args.retention_n} jobs, TASKDECK_RETENTION_DAYS={days:.3g} ({args.retention_s:g} s), "
           f"prune every 0.5 s in-process --")
     print(f"{'t s':>6} {'submitted':>9} {'pruned':>8} {'records':>8} {'events':>7} {'keys':>6} {'used MB':>8}")
@@ -172,7 +204,6 @@ def retention(url: str, counters: Counters, logs, args, system: System) -> None:
     half = [s[-1] for s in samples if s[1] >= args.retention_n / 2]
     print(f"used_memory: peak {max(used) / 2**20:.2f} MB, at the end {used[-1] / 2**20:.2f} MB; "
           f"second half of the run {min(half) / 2**20:.2f}–{max(half) / 2**20:.2f} MB" if half else "")
-    return samples
 
 
 def main() -> None:

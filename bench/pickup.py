@@ -24,8 +24,23 @@ import random
 import time
 
 from _harness import (
-    Counters, alternate, bare_pool, bench_env, common_args, comparison, footer, header, log_dir, med, name_of, pct,
-    private_redis, ratio, table, verdict, worker,
+    Counters,
+    alternate,
+    bare_pool,
+    bench_env,
+    common_args,
+    comparison,
+    footer,
+    header,
+    log_dir,
+    med,
+    name_of,
+    pct,
+    private_redis,
+    ratio,
+    table,
+    verdict,
+    worker,
 )
 
 METRICS = [("p50_ms", "p50 ms"), ("p95_ms", "p95 ms"), ("p99_ms", "p99 ms"), ("max_ms", "max ms"),
@@ -52,7 +67,7 @@ async def probe(system, url: str, probes: int, gap: float, seed: int) -> tuple[l
                 if time.monotonic() > deadline:
                     raise TimeoutError("probes not completed")
                 await asyncio.sleep(0.05)
-        user = [j.result["t"] - t0 for j, (_, t0) in zip(jobs, sent)]
+        user = [j.result["t"] - t0 for j, (_, t0) in zip(jobs, sent, strict=True)]
         own = [(j.started_at - j.queued_at).total_seconds() for j in jobs]
         return user, own
     pool = await bare_pool(url)
@@ -68,7 +83,7 @@ async def probe(system, url: str, probes: int, gap: float, seed: int) -> tuple[l
             infos.append(await job.result_info())
     finally:
         await pool.aclose()
-    user = [info.result - t0 for info, (_, t0) in zip(infos, sent)]
+    user = [info.result - t0 for info, (_, t0) in zip(infos, sent, strict=True)]
     own = [(info.start_time - info.enqueue_time).total_seconds() for info in infos]
     return user, own
 

@@ -19,8 +19,21 @@ import argparse
 import asyncio
 
 from _harness import (
-    Counters, System, alternate, bare_pool, bench_env, common_args, footer, header, log_dir, med, private_redis,
-    table, taskdeck_settings, verdict, worker,
+    Counters,
+    System,
+    alternate,
+    bare_pool,
+    bench_env,
+    common_args,
+    footer,
+    header,
+    log_dir,
+    med,
+    private_redis,
+    table,
+    taskdeck_settings,
+    verdict,
+    worker,
 )
 
 METRICS = [("writes_s", "writes/s"), ("cmds_s", "cmds/s"), ("evalsha_s", "evalsha/s"), ("xadd_s", "xadd/s"),
@@ -90,8 +103,9 @@ def main() -> None:
     for name, rows in results.items():
         print(f"  {name}: {rows[-1]['top']}")
     print()
-    caused = [a["writes_s"] - b["writes_s"] for a, b in zip(results["taskdeck-chatty"], results["taskdeck-quiet"])]
-    trips = [a["evalsha_s"] - b["evalsha_s"] for a, b in zip(results["taskdeck-chatty"], results["taskdeck-quiet"])]
+    rounds = list(zip(results["taskdeck-chatty"], results["taskdeck-quiet"], strict=True))
+    caused = [a["writes_s"] - b["writes_s"] for a, b in rounds]
+    trips = [a["evalsha_s"] - b["evalsha_s"] for a, b in rounds]
     print(f"writes/s caused by progress (chatty − quiet, per round): {' '.join(f'{x:.1f}' for x in caused)}")
     print(f"progress round trips/s (evalsha, chatty − quiet, per round): {' '.join(f'{x:.1f}' for x in trips)}")
     verdict("progress writes/s (median of rounds)", med(caused), "≤ 10", med(caused) <= 10)

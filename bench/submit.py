@@ -21,9 +21,21 @@ import time
 from collections import Counter
 
 from _harness import (
-    Counters, System, bare_pool, bench_env, fmt, footer, header, log_dir, med, pct, private_redis,
-    taskdeck_settings, worker,
+    Counters,
+    System,
+    bare_pool,
+    bench_env,
+    fmt,
+    footer,
+    header,
+    log_dir,
+    med,
+    pct,
+    private_redis,
+    taskdeck_settings,
+    worker,
 )
+
 
 def cpu() -> float:
     return time.process_time()  # this process, all threads; finer-grained than psutil's ticks
@@ -153,7 +165,7 @@ def main() -> None:
                       f"errors {row['errors']}, p50 {row['p50_ms']:.2f} ms, p99 {row['p99_ms']:.2f} ms, "
                       f"client CPU {row['cpu_us']:.0f} µs/call", flush=True)
         for key in ("calls_s", "p50_ms", "p99_ms", "cpu_us"):
-            r = [a[key] / b[key] for a, b in zip(conc["taskdeck"], conc["arq"])]
+            r = [a[key] / b[key] for a, b in zip(conc["taskdeck"], conc["arq"], strict=True)]
             print(f"  {key:8s} taskdeck median {fmt(med([x[key] for x in conc['taskdeck']]))}, arq median "
                   f"{fmt(med([x[key] for x in conc['arq']]))}; same-round ratio median {med(r):.2f} "
                   f"(rounds {' '.join(f'{x:.2f}' for x in r)})")

@@ -29,9 +29,27 @@ import asyncio
 import time
 
 from _harness import (
-    Counters, alternate, bare_finished, bare_pool, bench_env, common_args, comparison, enqueue_many, footer,
-    header, log_dir, name_of, private_redis, ratio, span_bare, span_taskdeck, submit_many, table,
-    taskdeck_finished, wait_queue_empty, worker,
+    Counters,
+    alternate,
+    bare_finished,
+    bare_pool,
+    bench_env,
+    common_args,
+    comparison,
+    enqueue_many,
+    footer,
+    header,
+    log_dir,
+    name_of,
+    private_redis,
+    ratio,
+    span_bare,
+    span_taskdeck,
+    submit_many,
+    table,
+    taskdeck_finished,
+    wait_queue_empty,
+    worker,
 )
 
 METRICS = [("jobs_s", "jobs/s"), ("wall_jobs_s", "wall jobs/s"), ("cpu_us", "cpu µs/job"),

@@ -13,7 +13,7 @@ from typing import Any
 from .models import Step, StepStatus, utcnow
 from .process import die_with_parent
 
-Flush = Callable[[dict[str, Any]], Awaitable[None]]
+Flush = Callable[[dict[str, Any]], Awaitable[object]]  # writes the fields; what it returns is not used
 
 
 class TaskContext:

@@ -1,7 +1,7 @@
 """The job record and its parts: the one shape every page, the CLI and the workers share."""
 from __future__ import annotations
 
-from datetime import datetime, timezone
+from datetime import UTC, datetime
 from enum import StrEnum
 from typing import Any
 
@@ -89,7 +89,8 @@ class Job(BaseModel):
     retried_at: datetime | None = None
     next_attempt_at: datetime | None = None
     worker: str | None = None
-    waiting_reason: str | None = Field(None, description='Why a queued job is held back: "waiting: user limit 3 reached".')
+    waiting_reason: str | None = Field(
+        None, description='Why a queued job is held back: "waiting: user limit 3 reached".')
     tokens_in: int = Field(0, description="LLM input tokens over all attempts, as the endpoint reported them.")
     tokens_out: int = Field(0, description="LLM output tokens over all attempts.")
     cost_usd: float = Field(0.0, description="Their price from Settings.llm_prices.")
@@ -124,4 +125,4 @@ class WorkerInfo(BaseModel):
 
 
 def utcnow() -> datetime:
-    return datetime.now(timezone.utc)
+    return datetime.now(UTC)

@@ -9,7 +9,8 @@ from pydantic_settings import BaseSettings, SettingsConfigDict
 
 
 class Settings(BaseSettings):
-    model_config = SettingsConfigDict(env_prefix="TASKDECK_", env_file=".env", extra="ignore")
+    # validate_by_name: Settings(redis_url=...) as the settings sources accept it anyway, and so says to mypy
+    model_config = SettingsConfigDict(env_prefix="TASKDECK_", env_file=".env", extra="ignore", validate_by_name=True)
 
     redis_url: str | None = Field(
         default=None,

@@ -23,7 +23,7 @@ TEST_SETTINGS = {
     "TASKDECK_POLL_DELAY_S": "0.05",
     "TASKDECK_SHUTDOWN_GRACE_S": "0",
     "TASKDECK_PROGRESS_INTERVAL_S": "0.1",
-    "TASKDECK_TASK_MODULES": '["runner.tasks", "tests.tasks"]',
+    "TASKDECK_TASK_MODULES": '["runner.tasks", "tests.sample_tasks"]',
 }
 
 
@@ -100,9 +100,9 @@ def start_worker(redis_url: str, tmp_path: Path) -> Iterator[WorkerFactory]:
 
     def start(**settings: str) -> subprocess.Popen[bytes]:
         env = {**os.environ, **TEST_SETTINGS, "REDIS_URL": redis_url, **settings}
-        log = open(tmp_path / f"worker-{len(procs)}.log", "wb")
-        proc = subprocess.Popen([sys.executable, "-m", "arq", "runner.worker.WorkerSettings"], cwd=ROOT, env=env,
-                                stdout=log, stderr=subprocess.STDOUT, preexec_fn=die_with_parent)
+        with open(tmp_path / f"worker-{len(procs)}.log", "wb") as log:  # the worker keeps its own copy
+            proc = subprocess.Popen([sys.executable, "-m", "arq", "runner.worker.WorkerSettings"], cwd=ROOT, env=env,
+                                    stdout=log, stderr=subprocess.STDOUT, preexec_fn=die_with_parent)
         procs.append(proc)
         return proc
 

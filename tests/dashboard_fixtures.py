@@ -13,10 +13,10 @@ from pydantic import BaseModel, Field
 from streamlit.testing.v1 import AppTest
 
 from runner import AsyncClient, Client, TaskContext, task
-from runner.storage import transitions
 from runner.llm import usage
 from runner.llm.usage import Call
 from runner.models import Attempt, Job, Step, StepStatus, utcnow
+from runner.storage import transitions
 from tests.conftest import ROOT
 
 APP = str(ROOT / "dashboard.py")
@@ -129,7 +129,7 @@ async def _drive(job_id: str, outcome: str, error: str | None, result: Any, ago_
         start = utcnow() - timedelta(seconds=ago_s + duration_s)
         spec = transitions.start(job, "worker-test", ("Prepare", "Write"), start, keys.arq_in_progress(job.id), 30_000,
                                  None, {})
-        assert (await store.apply(job.id, spec, start))[0]
+        assert (await store.apply(job.id, spec, start)).applied
         await store.redis.zrem(keys.queue, job.id)  # what ARQ's pickup does
         running = await store.load(job_id)
         for call in calls:
@@ -139,7 +139,7 @@ async def _drive(job_id: str, outcome: str, error: str | None, result: Any, ago_
                       "tokens_in": sum(c.tokens_in for c in calls), "tokens_out": sum(c.tokens_out for c in calls),
                       "cost_usd": round(sum(c.cost_usd for c in calls), 8),
                       **({"partial": partial} if partial is not None else {})}
-            assert (await store.apply(job.id, transitions.progress(running.attempts, fields), start))[0]
+            assert (await store.apply(job.id, transitions.progress(running.attempts, fields), start)).applied
         steps = [Step(name="Prepare", status=StepStatus.completed, progress=100, started_at=start,
                       finished_at=start + timedelta(seconds=duration_s / 2)),
                  Step(name="Write", status=StepStatus.running, progress=40,
@@ -147,7 +147,7 @@ async def _drive(job_id: str, outcome: str, error: str | None, result: Any, ago_
         if outcome == "processing":
             fields = {"progress": 70.0, "current_step": "Write", "steps": steps, "updated_at": start,
                       "eta": start + timedelta(seconds=duration_s * 2)}
-            assert (await store.apply(job.id, transitions.progress(running.attempts, fields), start))[0]
+            assert (await store.apply(job.id, transitions.progress(running.attempts, fields), start)).applied
             return await store.load(job_id)
         end = start + timedelta(seconds=duration_s)
         closed = transitions.close_steps(steps, StepStatus.completed if outcome == "completed" else StepStatus.failed,
@@ -159,5 +159,5 @@ async def _drive(job_id: str, outcome: str, error: str | None, result: Any, ago_
             spec = transitions.complete(running, record, result, end, keys, ac.settings.max_result_bytes)
         else:
             spec = transitions.fail(running, record, end, keys, retry_at=None)
-        assert (await store.apply(job.id, spec, end))[0]
+        assert (await store.apply(job.id, spec, end)).applied
         return await store.load(job_id)

@@ -3,8 +3,8 @@ redirects on demand, and ETag answers with 304 like a real feed host."""
 from __future__ import annotations
 
 import threading
-from contextlib import suppress
 from collections.abc import Iterator
+from contextlib import suppress
 from dataclasses import dataclass
 from http.server import BaseHTTPRequestHandler, ThreadingHTTPServer
 from typing import Any

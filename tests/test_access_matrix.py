@@ -11,13 +11,12 @@ from typing import Any
 
 import pytest
 import redis
-
 from redis.asyncio import Redis
 
 from runner import AccessDenied, Client, JobNotFound, Settings
-from runner.web import sources
-from runner.reads.history import HistoryQuery
 from runner.client.schedules import Schedule
+from runner.reads.history import HistoryQuery
+from runner.web import sources
 
 ROLES = {"boss@x.io": "admin", "ann@x.io": "analyst", "*@x.io": "staff"}
 ME = {"staff": "sam@x.io", "analyst": "ann@x.io", "admin": "boss@x.io"}
@@ -109,14 +108,18 @@ ACTION_OUTCOMES = {
     "admin": ("ok", "ok", "missing"),
 }
 GLOBAL_OUTCOMES = {
-    "staff": {"sources_of_others": "hidden", "list_of_others": "hidden", "count_of_others": "hidden", "submit": "ok", "metrics": "denied", "audit": "denied", "limits_of_others": "hidden",
-              "schedule_payloads": "hidden", "retry_matching": "ok"},
-    "analyst": {"sources_of_others": "hidden", "list_of_others": "ok", "count_of_others": "ok", "submit": "denied", "metrics": "ok", "audit": "denied", "limits_of_others": "ok",
-                "schedule_payloads": "hidden", "retry_matching": "denied"},
-    "admin": {"sources_of_others": "ok", "list_of_others": "ok", "count_of_others": "ok", "submit": "ok", "metrics": "ok", "audit": "ok", "limits_of_others": "ok", "schedule_payloads": "ok",
+    "staff": {"sources_of_others": "hidden", "list_of_others": "hidden", "count_of_others": "hidden", "submit": "ok",
+              "metrics": "denied", "audit": "denied", "limits_of_others": "hidden", "schedule_payloads": "hidden",
+              "retry_matching": "ok"},
+    "analyst": {"sources_of_others": "hidden", "list_of_others": "ok", "count_of_others": "ok", "submit": "denied",
+                "metrics": "ok", "audit": "denied", "limits_of_others": "ok", "schedule_payloads": "hidden",
+                "retry_matching": "denied"},
+    "admin": {"sources_of_others": "ok", "list_of_others": "ok", "count_of_others": "ok", "submit": "ok",
+              "metrics": "ok", "audit": "ok", "limits_of_others": "ok", "schedule_payloads": "ok",
               "retry_matching": "ok"},
 }
-ADMIN_ONLY = {"enable_source", "set_limit", "save_schedule", "pause_schedule", "run_schedule", "delete_schedule", "reset_breaker"}
+ADMIN_ONLY = {"enable_source", "set_limit", "save_schedule", "pause_schedule", "run_schedule",
+              "delete_schedule", "reset_breaker"}
 ANY_ROLE = {"stats", "workers", "llm_status", "breakers", "own_sources"}
 LISTINGS = {"get_many", "list", "page", "history", "export_csv", "live", "events"}
 

@@ -59,9 +59,9 @@ def test_corpus_is_refused_with_a_clear_message(client: Client, r, payload: obje
 
 
 def test_limits_are_settings(redis_url: str, r) -> None:
-    with Client(Settings(max_payload_depth=3)) as strict:
-        with pytest.raises(InvalidPayload, match="nests deeper than 3 levels"):
-            strict.submit("DEMO", {"a": {"b": {"c": 1}}})
+    with (Client(Settings(max_payload_depth=3)) as strict,
+          pytest.raises(InvalidPayload, match="nests deeper than 3 levels")):
+        strict.submit("DEMO", {"a": {"b": {"c": 1}}})
     assert r.dbsize() == 0
 
 

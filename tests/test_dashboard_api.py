@@ -8,12 +8,11 @@ from datetime import timedelta
 import pytest
 
 from runner import AccessDenied, AsyncClient, Client, JobStatus, Settings
+from runner.models import utcnow
 from runner.reads import history
 from runner.reads.history import HistoryPage, HistoryQuery
 from runner.reads.metrics import percentile
 from runner.storage.counters import DURATION_BOUNDS_S, normalise
-from runner.models import utcnow
-
 from tests.dashboard_fixtures import drive
 from tests.polling import wait_until
 
@@ -125,7 +124,7 @@ def test_a_worker_writes_every_counter_the_metrics_page_reads(client: Client, st
     jobs = [client.submit("DEMO", {"duration_s": 0.2}) for _ in range(3)]
     bad = client.submit("TEST_FATAL", {})
     for job in [*jobs, bad]:
-        wait_until(lambda: client.get(job.id).status.terminal, 20, f"job {job.id} to finish")
+        wait_until(lambda job=job: client.get(job.id).status.terminal, 20, f"job {job.id} to finish")
     window = wait_until(lambda: (w := client.metrics("1h")).queue_depth() and w, 15, "a queue depth sample")
     assert window.total("completed") == 3 and window.total("failed") == 1
     demo = next(d for d in window.durations() if d.type == "DEMO")

@@ -5,7 +5,6 @@ from datetime import date, timedelta
 
 from runner import Client, JobStatus
 from runner.reads.history import HistoryQuery
-
 from tests.dashboard_fixtures import button, drive, open_page, texts
 
 

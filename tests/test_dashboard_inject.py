@@ -24,12 +24,12 @@ import pytest
 from streamlit.testing.v1 import AppTest
 
 from runner import AsyncClient, Client, JobStatus
-from runner.storage import transitions
 from runner.models import utcnow
+from runner.storage import transitions
+from tests.browser import CHROMIUM, cell
 from tests.conftest import ROOT
 from tests.dashboard_fixtures import drive, open_page
 from tests.polling import wait_until
-from tests.browser import CHROMIUM, cell
 from ui import alerts, charts, text
 from ui.text import Markdown, literal, md
 
@@ -242,12 +242,12 @@ async def _report_step(job_id: str, step: str) -> None:
         assert job is not None
         start = utcnow() - timedelta(seconds=2)
         spec = transitions.start(job, "worker-test", (step,), start, keys.arq_in_progress(job.id), 30_000, None, {})
-        assert (await store.apply(job.id, spec, start))[0]
+        assert (await store.apply(job.id, spec, start)).applied
         running = await store.load(job_id)
         assert running is not None
         fields = {"progress": 40.0, "current_step": step, "updated_at": start,
                   "steps": [Step(name=step, status=StepStatus.running, progress=40, started_at=start)]}
-        assert (await store.apply(job.id, transitions.progress(running.attempts, fields), start))[0]
+        assert (await store.apply(job.id, transitions.progress(running.attempts, fields), start)).applied
 
 
 def test_job_page_for_a_hostile_id(client: Client) -> None:  # noqa: F811

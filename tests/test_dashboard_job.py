@@ -4,7 +4,6 @@ from __future__ import annotations
 import orjson
 
 from runner import Client, JobStatus
-
 from tests.dashboard_fixtures import button, drive, open_page, texts
 
 HOSTILE = "<script>alert(1)</script> **bold** [link](http://evil.example) ![img](http://evil.example/x.png)"

@@ -3,7 +3,6 @@ selection survives refreshes; cancel selected; finished jobs stay until cleared.
 from __future__ import annotations
 
 from runner import Client, JobStatus
-
 from tests.dashboard_fixtures import button, drive, open_page, texts
 
 

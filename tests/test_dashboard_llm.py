@@ -11,11 +11,10 @@ import json
 import pytest
 
 from runner import AsyncClient, Client
-from runner.web import sources as found_sources
-from runner.reads.history import HistoryQuery
 from runner.llm.breaker import Breaker
 from runner.llm.usage import Call
-
+from runner.reads.history import HistoryQuery
+from runner.web import sources as found_sources
 from tests.dashboard_fixtures import button, drive, open_page, texts
 
 HOSTILE = "<script>alert(1)</script> **bold** [link](http://evil.example)"
@@ -42,7 +41,7 @@ def test_live_and_history_show_tokens_and_cost_and_the_csv_has_them(client: Clie
     row = at.dataframe[0].value.iloc[0]
     assert (row["Job"], row["Tokens"], row["Cost"]) == (f"job?id={done.id}", 1200, pytest.approx(0.00027))
     header, line = "".join(client.export_csv(HistoryQuery())).splitlines()
-    values = dict(zip(header.split(","), line.split(",")))
+    values = dict(zip(header.split(","), line.split(","), strict=True))
     assert (values["tokens_in"], values["tokens_out"], float(values["cost_usd"])) == ("1000", "200", 0.00027)
 
 
@@ -76,7 +75,7 @@ def test_metrics_show_cost_over_time_and_by_type_user_and_model(client: Client) 
     assert (metrics["Cost"], metrics["Tokens in"], metrics["LLM calls"], metrics["Throttled (429)"]) == (
         "$0.0007", "2,500", "3", "1")
     assert "Cost and tokens per minute" in texts(at)
-    by = {d.value.columns[0]: dict(zip(d.value.iloc[:, 0], d.value["Cost"])) for d in at.dataframe
+    by = {d.value.columns[0]: dict(zip(d.value.iloc[:, 0], d.value["Cost"], strict=True)) for d in at.dataframe
           if list(d.value.columns)[1:] == ["Cost"]}
     assert by["Task type"] == {"DEMO": pytest.approx(0.000405), "TEST_SLEEP": pytest.approx(0.00027)}
     assert by["User"] == {"ana@x.io": pytest.approx(0.000405), "admin@local": pytest.approx(0.00027)}
@@ -101,10 +100,11 @@ async def trouble(url: str) -> None:
         prefix = ac.settings.prefix
         breaker = Breaker(ac.store.redis, prefix, ENDPOINT, failures=ac.settings.llm_breaker_failures,
                           cooldown_s=60)
-        for n in range(ac.settings.llm_breaker_failures):
+        for _n in range(ac.settings.llm_breaker_failures):
             await breaker.failed(f"HTTP 503 {HOSTILE}")
-        for n in range(found_sources.UNHEALTHY_AFTER):
-            await found_sources.failed(ac.store.redis, prefix, "user:sam@x.io", url, "rss", f"could not fetch: {HOSTILE}")
+        for _n in range(found_sources.UNHEALTHY_AFTER):
+            await found_sources.failed(ac.store.redis, prefix, "user:sam@x.io", url, "rss",
+                                       f"could not fetch: {HOSTILE}")
 
 
 def test_workers_page_shows_the_endpoint_breakers_and_sources_and_admins_fix_them(

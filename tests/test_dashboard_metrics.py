@@ -5,7 +5,6 @@ import asyncio
 
 from runner import AsyncClient, Client
 from runner.storage import counters
-
 from tests.dashboard_fixtures import drive, open_page, texts
 
 

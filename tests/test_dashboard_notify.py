@@ -2,7 +2,6 @@
 from __future__ import annotations
 
 from runner import Client
-
 from tests.dashboard_fixtures import drive, open_page, texts
 from tests.polling import wait_until
 

@@ -7,9 +7,9 @@ import pytest
 
 from runner import Client
 from runner.ops import redis_server
-
 from tests.conftest import free_port
 from tests.dashboard_fixtures import open_page, texts
+
 PAGES = ["submit", "live", "job", "history", "metrics", "workers", "settings"]
 
 

@@ -4,19 +4,18 @@ plotly express."""
 from __future__ import annotations
 
 import asyncio
-from datetime import datetime, timedelta, timezone
+from datetime import UTC, datetime, timedelta
 
 import plotly.io
 import pytest
 
 from runner import AsyncClient, Client, Job
-from runner.reads import live
 from runner.models import Step, StepStatus
+from runner.reads import live
 from runner.reads import llm_status as status
 from runner.reads.metrics import Bucket, Window
-from ui import charts, session, tables
-
 from tests.dashboard_fixtures import drive
+from ui import charts, session, tables
 
 
 def load_many(ids: list[str]) -> list[Job]:
@@ -57,7 +56,7 @@ def test_live_board_of_one_user_and_of_nobody(client: Client) -> None:
 
 
 def window(*buckets: dict[str, float]) -> Window:
-    start = datetime(2026, 1, 1, tzinfo=timezone.utc)
+    start = datetime(2026, 1, 1, tzinfo=UTC)
     return Window(range="1h", resolution="1m", top_errors=[],
                   buckets=[Bucket(at=start + timedelta(minutes=i), counters=c) for i, c in enumerate(buckets)])
 
@@ -93,7 +92,7 @@ def test_settings_are_built_again_only_when_their_inputs_change(monkeypatch: pyt
 
 
 def test_metric_charts_plot_each_bucket_at_its_utc_time() -> None:
-    start = datetime(2026, 1, 1, 10, tzinfo=timezone.utc)
+    start = datetime(2026, 1, 1, 10, tzinfo=UTC)
     rows = [{"at": start + timedelta(hours=i), "completed": i, "failed": 1, "success_rate": None if i == 0 else 0.5}
             for i in range(3)]
     span = (start, start + timedelta(hours=3))
@@ -107,7 +106,7 @@ def test_metric_charts_plot_each_bucket_at_its_utc_time() -> None:
 
 def test_step_of_names_the_running_step_else_counts_the_done_ones() -> None:
     def record(*statuses: StepStatus) -> live.LiveRecord:
-        now = datetime.now(timezone.utc)
+        now = datetime.now(UTC)
         return live.LiveRecord(id="a" * 32, type="DEMO", user_id="a@x.io", status="processing", queued_at=now,
                                updated_at=now, steps=[Step(name=f"s{i}", status=s) for i, s in enumerate(statuses)])
     done, running, pending, skipped = (StepStatus.completed, StepStatus.running, StepStatus.pending,

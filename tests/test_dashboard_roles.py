@@ -8,7 +8,6 @@ import pytest
 
 from runner import Client, JobStatus
 from runner.policy.access import Principal, Role
-
 from tests.dashboard_fixtures import app, button, drive, open_page, texts
 from ui import menu
 

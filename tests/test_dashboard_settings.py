@@ -8,7 +8,6 @@ import pytest
 
 from runner import Client, JobStatus
 from runner.client.schedules import Schedule
-
 from tests.dashboard_fixtures import button, by_label, open_page, texts
 
 

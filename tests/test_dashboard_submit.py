@@ -3,8 +3,7 @@ field, and opens pre-filled from another job."""
 from __future__ import annotations
 
 from runner import Client, JobStatus
-
-from tests.dashboard_fixtures import by_label, button, drive, open_page, texts
+from tests.dashboard_fixtures import button, by_label, drive, open_page, texts
 
 
 def choose(at, type_name: str):

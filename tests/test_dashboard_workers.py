@@ -6,7 +6,6 @@ import asyncio
 from runner import AsyncClient, Client
 from runner.worker import heartbeat
 from runner.worker.execution import WorkerState
-
 from tests.dashboard_fixtures import button, open_page, texts
 
 

@@ -16,9 +16,8 @@ import pytest
 
 from runner import AsyncClient, Client, JobStatus
 from runner.storage import counters
-
-from tests.conftest import ROOT
 from tests.browser import CHROMIUM, cell
+from tests.conftest import ROOT
 from tests.polling import wait_until
 
 DOCS = ROOT / "docs" if os.environ.get("TASKDECK_SCREENSHOTS") == "docs" else Path(tempfile.mkdtemp(prefix="shots-"))

@@ -15,12 +15,12 @@ import pytest
 import redis
 
 from runner import AccessDenied, AsyncClient, Client, InvalidPayload, JobStatus, LimitExceeded, Settings
-from runner.policy import tokens
-from runner.policy.access import Role, principal
-from runner.policy.admission import hour_bucket
+from runner.client.schedules import Schedule, Scheduler
 from runner.errors import Unavailable
 from runner.models import utcnow
-from runner.client.schedules import Schedule, Scheduler
+from runner.policy import tokens
+from runner.policy.access import Role, principal
+from runner.storage.keys import Keys, bucket_start
 from runner.storage.store import Store, connect
 from tests.conftest import ROOT
 
@@ -121,7 +121,7 @@ def test_retry_is_admitted_like_a_submit(redis_url: str, r: redis.Redis) -> None
     with as_user("a@x.io", **llm) as a:
         gen = a.submit("GENERATE_VIRAL_IDEAS", {"niche": "tea"})
         a.cancel(gen.id)
-        r.hset(hour_bucket("taskdeck:", time.time()), "llm_tokens:user:a@x.io", 500)
+        r.hset(Keys("taskdeck:").metrics("1h", bucket_start("1h", time.time())), "llm_tokens:user:a@x.io", 500)
         with pytest.raises(LimitExceeded, match="LLM tokens"):
             a.retry(gen.id)
     with as_user("a@x.io", llm_embedded=False) as a, pytest.raises(Unavailable, match="LLM endpoint"):

@@ -5,8 +5,8 @@ from __future__ import annotations
 import pytest
 
 from runner import Client, JobStatus
-from runner.reads import llm_status as status
 from runner.models import StepStatus
+from runner.reads import llm_status as status
 from tests.fake_llm import FakeLLM, Trouble
 from tests.polling import wait_until
 

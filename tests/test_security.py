@@ -13,9 +13,9 @@ from websockets.exceptions import InvalidStatus
 from websockets.sync.client import connect
 
 from runner import Client, JobStatus
+from tests.browser import CHROMIUM
 from tests.conftest import ROOT
 from tests.polling import wait_until
-from tests.browser import CHROMIUM
 
 XSS = ('<script>window.__xss=1</script><img src=x onerror="window.__xss=1;alert(1)">'
        '<svg onload="window.__xss=1"></svg>"><iframe srcdoc="<script>parent.__xss=1</script>"></iframe>')
@@ -37,13 +37,12 @@ def test_cross_origin_and_rebound_websockets_are_refused(dashboard: str) -> None
     stream = f"ws://127.0.0.1:{port}/_stcore/stream"
     with connect(stream, origin=dashboard):
         pass
-    with pytest.raises(InvalidStatus):
-        with connect(stream, origin="http://evil.example"):
-            pass
+    with pytest.raises(InvalidStatus), connect(stream, origin="http://evil.example"):
+        pass
     rebound = socket.create_connection(("127.0.0.1", port))  # DNS rebinding: evil.example resolving here
-    with pytest.raises(InvalidStatus):
-        with connect(f"ws://evil.example:{port}/_stcore/stream", sock=rebound, origin=f"http://evil.example:{port}"):
-            pass
+    with (pytest.raises(InvalidStatus),
+          connect(f"ws://evil.example:{port}/_stcore/stream", sock=rebound, origin=f"http://evil.example:{port}")):
+        pass
 
 
 def test_upload_without_xsrf_token_is_refused(dashboard: str) -> None:

@@ -24,7 +24,8 @@ def finished(client: Client, job_id: str):
 def test_one_log_line_per_transition_says_what_happens_next(client: Client, worker, tmp_path: Path) -> None:
     job = client.submit("DEMO", {"duration_s": 0, "fail_first": 1})
     assert finished(client, job.id).status is JobStatus.completed
-    lines = [line for line in (tmp_path / "worker-0.log").read_text().splitlines() if job.id in line and " attempt " in line]
+    lines = [line for line in (tmp_path / "worker-0.log").read_text().splitlines()
+             if job.id in line and " attempt " in line]
     assert "DEMO attempt 1/3 → started" in lines[0]
     assert "attempt 1/3 → retrying: DemoFailure: simulated failure on attempt 1; retrying in 1." in lines[1]
     assert "attempt 2/3 → started" in lines[2] and "attempt 2/3 → completed" in lines[3]

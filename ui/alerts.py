@@ -15,6 +15,7 @@ from .text import Markdown, md
 
 ERROR_CHARS = 500
 Kind = Literal["error", "warning", "info"]
+BadgeColor = Literal["red", "orange", "yellow", "blue", "green", "violet", "gray", "grey", "primary"]  # st.badge's
 ICONS = {"error": ":material/error:", "warning": ":material/warning:", "info": ":material/info:"}
 
 

@@ -3,7 +3,7 @@ from __future__ import annotations
 
 import html
 from collections.abc import Iterable
-from datetime import datetime, timezone
+from datetime import UTC, datetime
 from typing import Any
 
 import numpy as np
@@ -86,7 +86,7 @@ def title(text: str) -> dict[str, Any]:
 def dates(rows: list[dict[str, Any]]) -> np.ndarray:
     """The rows' "at" as UTC datetime64: plotly checks and copies an array at once but a list item by item (1,440
     points a series over 24 hours); the axis shows UTC wall time either way."""
-    return np.array([r["at"].astimezone(timezone.utc).replace(tzinfo=None) for r in rows], dtype="datetime64[us]")
+    return np.array([r["at"].astimezone(UTC).replace(tzinfo=None) for r in rows], dtype="datetime64[us]")
 
 
 def numbers(values: Iterable[float | None]) -> np.ndarray:

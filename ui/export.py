@@ -23,7 +23,7 @@ class ChunkStream(io.RawIOBase):
             raise io.UnsupportedOperation("a chunk stream reads forward only")
         return self._position
 
-    def readinto(self, buffer: memoryview) -> int:  # type: ignore[override]
+    def readinto(self, buffer: memoryview) -> int:  # type: ignore[override]  # io passes a bytearray or a memoryview; typeshed's Buffer has no slicing
         while not self._pending:
             try:
                 self._pending = next(self._chunks).encode()

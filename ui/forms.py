@@ -92,6 +92,7 @@ class Form:
         label = trusted(label_of(name, schema) + (" *" if required else ""))
         help_text = trusted(schema["description"]) if schema.get("description") else None
         start = self.start_value(path, schema)
+        value: Any
         if kind == "object":
             with st.container(border=True):
                 st.markdown(md("**{}**", label))
@@ -239,17 +240,22 @@ def widget_kind(schema: dict[str, Any], form: Form) -> str:
     if kind == "string":
         return "day" if schema.get("format") == "date" else "text"
     if kind == "array" and isinstance(schema.get("items"), dict):
-        item = form.resolve(schema["items"])
-        if "enum" in item:
-            return "choices"
-        if item.get("type") in SCALARS:
-            return "lines"
-        properties = item.get("properties", {})
-        if item.get("type") == "object" and properties and all(
-                form.resolve(p).get("type") in SCALARS for p in properties.values()):
-            return "table"
+        return array_kind(form.resolve(schema["items"]), form)
     if kind == "object" and schema.get("properties"):
         return "object"
+    return "json"
+
+
+def array_kind(item: dict[str, Any], form: Form) -> str:
+    """A list of `item`s: picked from a set, typed one per line, edited as a table of scalar fields, else JSON."""
+    if "enum" in item:
+        return "choices"
+    if item.get("type") in SCALARS:
+        return "lines"
+    properties = item.get("properties", {})
+    if item.get("type") == "object" and properties and all(
+            form.resolve(p).get("type") in SCALARS for p in properties.values()):
+        return "table"
     return "json"
 
 

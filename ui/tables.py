@@ -7,6 +7,8 @@ from typing import Any
 import pandas as pd
 import pyarrow as pa
 import streamlit as st
+from streamlit.delta_generator import DeltaGenerator
+from streamlit.typing import DataframeState
 
 from runner import Job
 from runner.reads.live import LiveJob, LiveRecord
@@ -19,6 +21,11 @@ WHEN = "YYYY-MM-DD HH:mm:ss"
 
 def link(job_id: str) -> str:
     return f"job?id={job_id}"
+
+
+def selected(table: DataframeState | DeltaGenerator) -> list[int]:
+    """The rows picked in a table drawn with `on_select` (a table drawn without has no selection)."""
+    return table.selection.rows if isinstance(table, DataframeState) else []
 
 
 def step_of(job: Job | LiveRecord) -> str:
@@ -52,8 +59,7 @@ def live_rows(rows: list[LiveJob], now: datetime) -> pa.Table:
     return pa.table({
         "Job": pa.array([link(job.id) for job in jobs], pa.string()),
         "Type": pa.array([job.type for job in jobs], pa.string()),
-        "Status": pa.array([job.status + (" · stalled" if row.stalled else "") for job, row in zip(jobs, rows)],
-                           pa.string()),
+        "Status": pa.array([row.job.status + (" · stalled" if row.stalled else "") for row in rows], pa.string()),
         "Progress": pa.array([job.progress / 100 for job in jobs], pa.float64()),
         "Step": pa.array([job.current_step or "" for job in jobs], pa.string()),
         "Step n of m": pa.array([step_of(job) for job in jobs], pa.string()),

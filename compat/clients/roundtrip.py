@@ -14,7 +14,6 @@ from collections.abc import Callable
 from typing import TYPE_CHECKING
 
 import httpx
-
 from taskdeck_client import AuthenticatedClient
 from taskdeck_client.api.jobs import cancel_job, create_job, get_job, list_jobs, retry_job
 from taskdeck_client.api.types import list_types

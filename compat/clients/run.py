@@ -7,7 +7,7 @@
    here: they clash with the project's pins), and .clients/ts/node_modules (`npm ci` from ts/'s
    lock file: openapi-typescript, openapi-fetch, typescript) for the machine's Node.js.
 2. redis-server, the HTTP API (`python -m runner api`) and a worker on loopback, started the way
-   tests/test_api.py starts them, with the default task modules; a token from runner.policy.tokens.create
+   tests/api/test_app.py starts them, with the default task modules; a token from runner.policy.tokens.create
    for a user on TASKDECK_ROLES.
 3. The spec the API serves at /openapi.json: valid (openapi-spec-validator) and the same as the
    committed docs/openapi.json.
@@ -48,9 +48,9 @@ DEFAULT_MODULES = '["runner.tasks"]'  # the task types docs/openapi.json is made
 sys.path.insert(0, str(ROOT))
 from runner import Settings  # noqa: E402
 from runner.ops import redis_server  # noqa: E402
-from runner.process import die_with_parent  # noqa: E402
 from runner.policy import tokens  # noqa: E402
 from runner.policy.access import Role  # noqa: E402
+from runner.process import die_with_parent  # noqa: E402
 from runner.storage.store import Store, connect  # noqa: E402
 from tests.api_server import stop  # noqa: E402
 from tests.conftest import TEST_SETTINGS, free_port  # noqa: E402
@@ -140,7 +140,7 @@ def launch(args: list[str], env: dict[str, str], log: Path) -> subprocess.Popen[
 
 @contextmanager
 def services() -> Iterator[tuple[str, str]]:
-    """Redis, the API and a worker on loopback, as tests/test_api.py and tests/conftest.py start them;
+    """Redis, the API and a worker on loopback, as tests/api/test_app.py and tests/conftest.py start them;
     yields the API's URL and a bearer token."""
     logs = WORK / "logs"
     shutil.rmtree(logs, ignore_errors=True)

@@ -12,11 +12,11 @@ from pydantic import BaseModel, Field
 from sse_starlette import EventSourceResponse
 from starlette.exceptions import HTTPException
 
-from ..policy import tokens
-from ..policy.admission import unavailable_reason
 from ..client.facade import AsyncClient
 from ..errors import TaskdeckError
 from ..models import Job, JobStatus
+from ..policy import tokens
+from ..policy.admission import unavailable_reason
 from ..reads.paging import JobPage
 from ..registry import TaskType
 from ..settings import Settings
@@ -101,7 +101,7 @@ async def create_job(body: JobCreate, ac: Acting) -> Job:
             }))
 async def list_jobs(ac: Acting, status: Annotated[JobStatus | Literal["active"] | None, Query(
                         description="One status, or `active` (queued, processing or retrying).")] = None,
-                    type: Annotated[str | None, Query(description="One task type.")] = None,
+                    type: Annotated[str | None, Query(description="One task type.")] = None,  # noqa: A002  (public query parameter name)
                     limit: Annotated[int, Query(ge=1, le=1000)] = 50,
                     cursor: Annotated[str | None, Query(max_length=200, description=(
                         "A page's `next_cursor`, for the page after it."))] = None) -> JobPage:

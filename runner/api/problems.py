@@ -18,7 +18,17 @@ from pydantic_core import to_jsonable_python
 from starlette.exceptions import HTTPException
 from starlette.routing import Match, Route
 
-from ..errors import AccessDenied, InvalidPayload, InvalidTransition, JobNotFound, LimitExceeded, RedisUnavailable, TaskdeckError, Unavailable, UnknownTaskType
+from ..errors import (
+    AccessDenied,
+    InvalidPayload,
+    InvalidTransition,
+    JobNotFound,
+    LimitExceeded,
+    RedisUnavailable,
+    TaskdeckError,
+    Unavailable,
+    UnknownTaskType,
+)
 
 MEDIA_TYPE = "application/problem+json"
 STATUS: dict[type[TaskdeckError], int] = {
@@ -70,7 +80,8 @@ def problem(status: int, detail: str, kind: str | None = None, errors: list[dict
         "title": " ".join(words).capitalize() if kind else HTTPStatus(status).phrase,
         "status": status, "detail": detail, "errors": errors,
     }).model_dump(exclude_none=True)
-    return JSONResponse(to_jsonable_python(body, fallback=str), status_code=status, media_type=MEDIA_TYPE, headers=headers)
+    return JSONResponse(to_jsonable_python(body, fallback=str), status_code=status, media_type=MEDIA_TYPE,
+                        headers=headers)
 
 
 def status_of(error: TaskdeckError) -> int:

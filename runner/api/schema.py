@@ -25,8 +25,8 @@ from fastapi.openapi import models as openapi_models
 from pydantic import BaseModel, Field, TypeAdapter, create_model
 from pydantic.json_schema import JsonSchemaMode
 
-from ..reads.events import Event
 from ..models import Job, Priority
+from ..reads.events import Event
 from ..registry import TaskType
 from .problems import Problem
 

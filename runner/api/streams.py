@@ -20,8 +20,8 @@ import anyio
 from sse_starlette import EventSourceResponse, ServerSentEvent
 from starlette.types import Receive, Scope, Send
 
-from ..reads import events
 from ..errors import LimitExceeded, RedisUnavailable
+from ..reads import events
 from ..reads.events import Event, Follow, Snapshot
 from ..storage.store import Store
 

@@ -1,4 +1,5 @@
 """The Python API: AsyncClient for async code, Client (the same methods, blocking) for pages and scripts."""
-from .facade import AsyncClient, Client
+from .blocking import Client
+from .facade import AsyncClient
 
 __all__ = ["AsyncClient", "Client"]

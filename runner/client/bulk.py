@@ -32,7 +32,7 @@ async def each(ids: Iterable[str], action: Callable[[str], Awaitable[Any]], conc
     unique = list(dict.fromkeys(ids))
     outcomes = await asyncio.gather(*(one(job_id) for job_id in unique))
     result = BulkResult()
-    for job_id, error in zip(unique, outcomes):
+    for job_id, error in zip(unique, outcomes, strict=True):
         if error is None:
             result.done.append(job_id)
         else:

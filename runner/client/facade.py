@@ -1,42 +1,40 @@
-"""The Python API: AsyncClient for async code, Client (the same methods, blocking) for pages and scripts."""
+"""AsyncClient, the Python API for async code (blocking.py makes Client, the same methods blocking, of it).
+
+The methods `list` and `events` shadow the builtin and the module inside the class body, so annotations
+after them say `builtins.list` and name events' classes directly."""
 from __future__ import annotations
 
 import asyncio
+import builtins
 import math
-import threading
 import time
 import uuid
-from collections.abc import AsyncIterator, Coroutine, Iterable, Iterator
-from typing import Any, TypeVar
+from collections.abc import AsyncIterator, Iterable
+from datetime import UTC, datetime
+from typing import TYPE_CHECKING, Any
 
 from pydantic import BaseModel
 
-from ..policy import access, admission
-from . import bulk, oversight, payloads
-from ..reads import events, history, live, metrics, paging
 from .. import registry
-from ..storage import transitions
-from ..policy.access import Action
-from ..errors import AccessDenied, InvalidPayload, LimitExceeded, InvalidTransition, JobNotFound
+from ..errors import AccessDenied, InvalidPayload, InvalidTransition, JobNotFound, LimitExceeded
 from ..models import ACTIVE, TERMINAL, Job, JobStatus, Priority, Stats, WorkerInfo, utcnow
-from .bulk import BulkResult
+from ..policy import access, admission
+from ..policy.access import Action
+from ..reads import events, history, live, metrics, paging
+from ..reads.events import Event, Snapshot
 from ..reads.history import HistoryPage, HistoryQuery
 from ..reads.live import LiveView
 from ..registry import TaskType
-from .schedules import Schedule, Scheduler
 from ..settings import Settings
-from ..storage.store import Store, connect
+from ..storage import transitions
+from ..storage.store import Outcome, Store, TransitionSpec, connect
+from . import bulk, oversight, payloads
+from .bulk import BulkResult
+from .schedules import Schedule, Scheduler
 
-T = TypeVar("T")
-RELEASE_PARKED = """
-local rows = redis.call('ZRANGE', KEYS[1], 0, -1, 'WITHSCORES')
-for i = 1, #rows, 2 do
-  redis.call('ZADD', KEYS[2], rows[i + 1], rows[i])
-  redis.call('HDEL', ARGV[1] .. 'job:' .. rows[i], 'waiting_reason')
-end
-redis.call('DEL', KEYS[1])
-if #rows > 0 then redis.call('PUBLISH', ARGV[1] .. 'wake', 1) end
-"""
+if TYPE_CHECKING:
+    from ..reads.llm_status import BreakerState, JobUsage, LlmStatus
+    from ..web.sources import Source
 
 
 class AsyncClient:
@@ -75,7 +73,7 @@ class AsyncClient:
 
     async def submit(
         self,
-        type: str,
+        type: str,  # noqa: A002  (public keyword, part of the contract)
         payload: dict[str, Any] | BaseModel | str | bytes | None = None,
         *,
         user: str | None = None,
@@ -90,8 +88,8 @@ class AsyncClient:
         key = self.store.keys.idempotency(owner, idempotency_key) if idempotency_key else None
         return await self.submit_keyed(type, payload, owner, org, priority, key)
 
-    async def submit_keyed(self, type: str, payload: Any, owner: str, org: str, priority: Priority | str | None,
-                           key: str | None) -> Job:
+    async def submit_keyed(self, type: str, payload: Any, owner: str, org: str,  # noqa: A002  (public keyword, part of the contract)
+                           priority: Priority | str | None, key: str | None) -> Job:
         """submit() with the idempotency key as a whole Redis key: runner's own submitters (the scheduler)
         use keys in namespaces that no user's submit can reach."""
         self.principal.require(Action.submit)
@@ -111,11 +109,11 @@ class AsyncClient:
         if key:
             spec["create"]["idempotency"] = [key, self.settings.idempotency_window_s]
         async with self.store.guard("nothing was submitted"):
-            applied, answer = await self.store.apply(job.id, self.rated(spec, owner), now)
-        if applied:
+            outcome = await self.store.apply(job.id, self.rated(spec, owner), now)
+        if outcome.applied:
             return job
-        self.refuse_rate(answer, owner)
-        return await self.get(answer)
+        self.refuse_rate(outcome, owner)
+        return await self.get(outcome.first_id or outcome.status)
 
     def org_for(self, owner: str, org: str) -> str:
         """The org a job is submitted for: the owner's own unless an admin names another."""
@@ -125,15 +123,15 @@ class AsyncClient:
                                "another organisation")
         return org or own
 
-    def rated(self, spec: dict[str, Any], owner: str) -> dict[str, Any]:
+    def rated(self, spec: TransitionSpec, owner: str) -> TransitionSpec:
         """`spec` admitted against the owner's hourly submit limit, when one is set."""
         if self.settings.max_submits_per_user_per_hour:
             spec["rate"] = [self.store.keys.rate(owner), self.settings.max_submits_per_user_per_hour, 3600]
         return spec
 
-    def refuse_rate(self, answer: str, owner: str) -> None:
-        if answer.startswith("rate:"):
-            wait = int(answer.split(":")[1])
+    def refuse_rate(self, outcome: Outcome, owner: str) -> None:
+        if outcome.retry_after_s is not None:
+            wait = outcome.retry_after_s
             raise LimitExceeded(f"{owner} has submitted {self.settings.max_submits_per_user_per_hour} jobs in the "
                                 "last hour, the limit (TASKDECK_MAX_SUBMITS_PER_USER_PER_HOUR; retries count too); "
                                 f"try again in {math.ceil(wait / 60)} min", retry_after_s=wait)
@@ -150,7 +148,7 @@ class AsyncClient:
     async def list(
         self,
         status: JobStatus | str | Iterable[JobStatus | str] | None = None,
-        type: str | None = None,
+        type: str | None = None,  # noqa: A002  (public keyword, part of the contract)
         user: str | None = None,
         limit: int = 50,
         offset: int = 0,
@@ -159,18 +157,15 @@ class AsyncClient:
         visible = self.visible(HistoryQuery(user=user))
         if visible is None:
             return []
-        user = visible.user
-        statuses = parse_statuses(status)
-        keys = self.store.keys
-        filters = [*([keys.type(type)] if type else []), *([keys.user(user)] if user else [])]
+        query = HistoryQuery(status=parse_statuses(status), type=type, user=visible.user)
         async with self.store.guard():
-            ids = await self.store.page(statuses, filters, limit=max(1, min(limit, 1000)), offset=max(0, offset))
+            ids = await history.select(self.store, query, max(1, min(limit, 1000)), max(0, offset))
             return await self.store.load_many(ids)
 
     async def page(
         self,
         status: JobStatus | str | Iterable[JobStatus | str] | None = None,
-        type: str | None = None,
+        type: str | None = None,  # noqa: A002  (public keyword, part of the contract)
         user: str | None = None,
         limit: int = 50,
         cursor: str | None = None,
@@ -192,14 +187,15 @@ class AsyncClient:
             for _ in range(5):
                 job = await self.owned(job_id)
                 if job.status in TERMINAL:
-                    raise InvalidTransition(f"job {job_id} is already {job.status}; only queued or running jobs can be cancelled")
+                    raise InvalidTransition(f"job {job_id} is already {job.status}; only queued or running jobs "
+                                            "can be cancelled")
                 now = utcnow()
                 if job.status is JobStatus.processing:
                     spec = transitions.cancel_request(job, by, now, self.store.keys)
                 else:
                     spec = transitions.cancelled(job, now, self.store.keys, by=by)
-                applied, status = await self.store.apply(job_id, spec, now)
-                if applied or (status == JobStatus.processing and job.cancel_requested_by):
+                outcome = await self.store.apply(job_id, spec, now)
+                if outcome.applied or (outcome.status == JobStatus.processing and job.cancel_requested_by):
                     return await self.wait_terminal(job_id, self.settings.cancel_wait_s)
         raise InvalidTransition(f"job {job_id} kept changing state; try cancelling again")
 
@@ -212,16 +208,17 @@ class AsyncClient:
             while True:
                 job = await self.owned(job_id)
                 if job.status not in (JobStatus.failed, JobStatus.cancelled):
-                    raise InvalidTransition(f"job {job_id} is {job.status}; only failed or cancelled jobs can be retried")
+                    raise InvalidTransition(f"job {job_id} is {job.status}; only failed or cancelled jobs can be "
+                                            "retried")
                 task_type = registry.get(job.type)
                 await admission.check(self.store, task_type, job.user_id)
                 now = utcnow()
                 spec = transitions.retry(job, by or self.user, now, self.store.keys, task_type.steps,
                                          task_type.max_attempts, self.settings.priority_aging_s)
-                applied, answer = await self.store.apply(job_id, self.rated(spec, job.user_id), now)
-                if applied:
+                outcome = await self.store.apply(job_id, self.rated(spec, job.user_id), now)
+                if outcome.applied:
                     return await self.get(job_id)
-                self.refuse_rate(answer, job.user_id)
+                self.refuse_rate(outcome, job.user_id)
                 if time.monotonic() > deadline:
                     raise InvalidTransition(f"job {job_id} is still finishing its last attempt; retry it in a moment")
                 await asyncio.sleep(0.02)
@@ -238,7 +235,8 @@ class AsyncClient:
         jobs, else those that apply to the acting user (their own, their org's, the types')."""
         self.principal.require(Action.read)
         async with self.store.guard():
-            found = {k: int(v) for k, v in (await self.store.redis.hgetall(self.store.keys.limits)).items()}
+            rows = await self.store.redis.hgetall(self.store.keys.limits)  # type: ignore[misc]  # redis-py types replies `Awaitable[T] | T` for both clients
+        found = {k: int(v) for k, v in rows.items()}
         if self.principal.can(Action.read_all):
             return found
         mine = {f"user:{self.user}", f"org:{self.principal.org}"}
@@ -251,12 +249,12 @@ class AsyncClient:
         name = limit_name(kind, name, value)
         keys, field = self.store.keys, f"{kind}:{name}"
         async with self.store.guard("the limit was not changed"), self.store.redis.pipeline() as pipe:
-            pipe.hdel(keys.limits, field) if value is None else pipe.hset(keys.limits, field, value)
-            pipe.eval(RELEASE_PARKED, 2, keys.parked(kind, name), keys.queue, keys.prefix)
+            pipe.hdel(keys.limits, field) if value is None else pipe.hset(keys.limits, field, str(value))
+            await self.store.release_parked(kind, name, client=pipe)
             await pipe.execute()
             await self.audit_entry(f"set limit {field} = {value}")
 
-    async def schedules(self) -> list[Schedule]:
+    async def schedules(self) -> builtins.list[Schedule]:
         """Every schedule, with the outcome of its last run filled in from that job."""
         self.principal.require(Action.read)
         async with self.store.guard():
@@ -318,7 +316,12 @@ class AsyncClient:
                                                             "by": self.user},
                                     maxlen=self.settings.events_maxlen, approximate=True)
 
-    async def audit(self, limit: int = 100) -> list[dict[str, str]]:
+    async def note(self, action: str) -> None:
+        """Add `action` to the audit log, by the acting user."""
+        async with self.store.guard("nothing was logged"):
+            await self.audit_entry(action)
+
+    async def audit(self, limit: int = 100) -> builtins.list[dict[str, str]]:
         """Newest first: who submitted, cancelled and retried what, and when (admins only)."""
         self.principal.require(Action.audit)
         async with self.store.guard():
@@ -353,12 +356,12 @@ class AsyncClient:
         done, failed, lost = (sum(b[i] for b in buckets) for i in range(3))
         recent = sum(b[0] + b[1] for b in buckets[:5])
         return Stats(
-            queue_depth=dict(zip(Priority, depth)), by_status=dict(zip(JobStatus, by_status)),
+            queue_depth=dict(zip(Priority, depth, strict=True)), by_status=dict(zip(JobStatus, by_status, strict=True)),
             success_rate_1h=done / (done + failed) if done + failed else None,
             throughput_per_min=recent / 5, workers_alive=rows[69], dead_letter=rows[70], lost_1h=int(lost),
         )
 
-    async def workers(self) -> list[WorkerInfo]:
+    async def workers(self) -> builtins.list[WorkerInfo]:
         self.principal.require(Action.read)
         keys, now = self.store.keys, time.time()
         async with self.store.guard():
@@ -369,7 +372,7 @@ class AsyncClient:
                 rows = await pipe.execute()
         return [worker_info(row, now, self.settings.lease_s) for row in rows if row]
 
-    def types(self) -> list[TaskType]:
+    def types(self) -> builtins.list[TaskType]:
         return registry.all_types()
 
     async def ping(self) -> None:
@@ -400,7 +403,8 @@ class AsyncClient:
         async with self.store.guard():
             return await history.search(self.store, visible, max(0, min(limit, 1000)), max(0, offset))
 
-    async def count(self, status: JobStatus | str | Iterable[JobStatus | str] | None = None, type: str | None = None,
+    async def count(self, status: JobStatus | str | Iterable[JobStatus | str] | None = None,
+                    type: str | None = None,  # noqa: A002  (public keyword, part of the contract)
                     user: str | None = None) -> int:
         visible = self.visible(HistoryQuery(status=parse_statuses(status), type=type, user=user))
         if visible is None:
@@ -408,7 +412,7 @@ class AsyncClient:
         async with self.store.guard():
             return await history.count(self.store, visible)
 
-    async def get_many(self, ids: Iterable[str]) -> list[Job]:
+    async def get_many(self, ids: Iterable[str]) -> builtins.list[Job]:
         """The records (without attempt_log and partial) of those jobs the acting user may see."""
         self.principal.require(Action.read)
         async with self.store.guard():
@@ -441,7 +445,7 @@ class AsyncClient:
         feed.events = [event for event in feed.events if self.principal.sees(event.user)]
         return feed
 
-    async def follow(self, job_id: str, after: str | None = None) -> AsyncIterator[events.Snapshot | events.Event | None]:
+    async def follow(self, job_id: str, after: str | None = None) -> AsyncIterator[Snapshot | Event | None]:
         """One job as it changes (events.Follow): its record as a Snapshot, unless resuming from event
         `after` loses nothing, then each of its events until it is final; None after each quiet second.
         A resume on a final job gets its final record; an `after` that is no event id, or newer than
@@ -460,7 +464,8 @@ class AsyncClient:
         """The full JSON of a result kept as an artifact (the job's result is then {"artifact": key, ...})."""
         await self.get(job_id)
         async with self.store.guard():
-            return await self.store.redis.get(self.store.keys.artifact(job_id))
+            found: str | None = await self.store.redis.get(self.store.keys.artifact(job_id))
+        return found
 
     async def export_csv(self, query: HistoryQuery | None = None) -> AsyncIterator[str]:
         """Every job matching `query` as CSV text, chunk by chunk, read from the indexes as it goes."""
@@ -490,14 +495,43 @@ class AsyncClient:
             ids = [job_id async for batch in history.matching(self.store, failed, limit=limit) for job_id in batch]
         return await self.retry_many(ids, by)
 
+    # The LLM endpoint, its circuit breakers, the scrape/RSS sources and one job's LLM usage: oversight.py.
+    async def job_usage(self, job_id: str) -> JobUsage:
+        """One job's LLM usage per step and per call; JobNotFound unless the acting user may see the job."""
+        return await oversight.job_usage(self, job_id)
+
+    async def llm_status(self) -> LlmStatus:
+        """Which model answers, how replies are held to schemas, and its circuit breaker."""
+        return await oversight.llm_status(self)
+
+    async def breakers(self) -> builtins.list[BreakerState]:
+        """Every endpoint the workers have called, with its circuit breaker."""
+        return await oversight.breakers(self)
+
+    async def reset_breaker(self, endpoint: str) -> None:
+        """Close an open breaker by hand (after fixing the endpoint); admins only."""
+        await oversight.reset_breaker(self, endpoint)
+
+    async def sources(self) -> builtins.list[Source]:
+        """The sources of the acting user and of their organisation; an admin's: everyone's."""
+        return await oversight.sources(self)
+
+    async def enable_source(self, url: str, owner: str | None = None) -> builtins.list[Source]:
+        """Re-enable `owner`'s source `url` (None: every owner's source of that name); admins only."""
+        return await oversight.enable_source(self, url, owner)
+
 
 def worker_info(row: dict[str, str], now: float, lease_s: float) -> WorkerInfo:
     beat = float(row["last_heartbeat"])
     return WorkerInfo(
-        id=row["id"], host=row["host"], pid=int(row["pid"]), started_at=float(row.get("started_at", beat)),
-        last_heartbeat=beat, alive=row.get("alive") == "1" and now - beat < lease_s,
+        id=row["id"], host=row["host"], pid=int(row["pid"]), started_at=utc_time(float(row.get("started_at", beat))),
+        last_heartbeat=utc_time(beat), alive=row.get("alive") == "1" and now - beat < lease_s,
         running=int(row.get("running", 0)), done=int(row.get("done", 0)), failed=int(row.get("failed", 0)),
     )
+
+
+def utc_time(timestamp: float) -> datetime:
+    return datetime.fromtimestamp(timestamp, UTC)
 
 
 def limit_name(kind: str, name: str, value: object) -> str:
@@ -538,186 +572,3 @@ def parse_statuses(status: JobStatus | str | Iterable[JobStatus | str] | None) -
     except ValueError:
         raise InvalidPayload(f"status must be one of: {', '.join(JobStatus)} (or 'active'); got {status!r}") from None
 
-
-class Client:
-    """The blocking face of AsyncClient, for Streamlit pages and scripts: one private event loop thread."""
-
-    def __init__(self, settings: Settings | None = None, user: str | None = None,
-                 principal: access.Principal | None = None) -> None:
-        self.aio = AsyncClient(settings, user, principal)
-        self.settings, self.user = self.aio.settings, self.aio.user
-        self._loop = asyncio.new_event_loop()
-        self._thread = threading.Thread(target=self._loop.run_forever, name="taskdeck-client", daemon=True)
-        self._thread.start()
-
-    def _call(self, coro: Coroutine[Any, Any, T]) -> T:
-        return asyncio.run_coroutine_threadsafe(coro, self._loop).result()
-
-    def close(self) -> None:
-        self._call(self.aio.close())
-        self._loop.call_soon_threadsafe(self._loop.stop)
-        self._thread.join()
-
-    def __enter__(self) -> Client:
-        return self
-
-    def __exit__(self, *exc: object) -> None:
-        self.close()
-
-    def submit(self, type: str, payload: Any = None, **options: Any) -> Job:
-        return self._call(self.aio.submit(type, payload, **options))
-
-    def get(self, job_id: str) -> Job:
-        return self._call(self.aio.get(job_id))
-
-    def list(
-        self,
-        status: JobStatus | str | Iterable[JobStatus | str] | None = None,
-        type: str | None = None,
-        user: str | None = None,
-        limit: int = 50,
-        offset: int = 0,
-    ) -> list[Job]:
-        return self._call(self.aio.list(status, type, user, limit, offset))
-
-    def page(
-        self,
-        status: JobStatus | str | Iterable[JobStatus | str] | None = None,
-        type: str | None = None,
-        user: str | None = None,
-        limit: int = 50,
-        cursor: str | None = None,
-    ) -> paging.JobPage:
-        return self._call(self.aio.page(status, type, user, limit, cursor))
-
-    def cancel(self, job_id: str, by: str | None = None) -> Job:
-        return self._call(self.aio.cancel(job_id, by))
-
-    def retry(self, job_id: str, by: str | None = None) -> Job:
-        return self._call(self.aio.retry(job_id, by))
-
-    def wait_terminal(self, job_id: str, timeout: float) -> Job:
-        return self._call(self.aio.wait_terminal(job_id, timeout))
-
-    def stats(self) -> Stats:
-        return self._call(self.aio.stats())
-
-    def audit(self, limit: int = 100) -> list[dict[str, str]]:
-        return self._call(self.aio.audit(limit))
-
-    def limits(self) -> dict[str, int]:
-        return self._call(self.aio.limits())
-
-    def set_limit(self, kind: str, name: str, value: int | None) -> None:
-        self._call(self.aio.set_limit(kind, name, value))
-
-    def schedules(self) -> list[Schedule]:
-        return self._call(self.aio.schedules())
-
-    def save_schedule(self, schedule: Schedule) -> Schedule:
-        return self._call(self.aio.save_schedule(schedule))
-
-    def pause_schedule(self, name: str, paused: bool = True) -> Schedule:
-        return self._call(self.aio.pause_schedule(name, paused))
-
-    def run_schedule(self, name: str) -> Job:
-        return self._call(self.aio.run_schedule(name))
-
-    def delete_schedule(self, name: str) -> None:
-        self._call(self.aio.delete_schedule(name))
-
-    def workers(self) -> list[WorkerInfo]:
-        return self._call(self.aio.workers())
-
-    def types(self) -> list[TaskType]:
-        return self.aio.types()
-
-    def ping(self) -> None:
-        self._call(self.aio.ping())
-
-    def history(self, query: HistoryQuery | None = None, limit: int = 50, offset: int = 0) -> HistoryPage:
-        return self._call(self.aio.history(query, limit, offset))
-
-    def count(self, status: JobStatus | str | Iterable[JobStatus | str] | None = None, type: str | None = None,
-              user: str | None = None) -> int:
-        return self._call(self.aio.count(status, type, user))
-
-    def get_many(self, ids: Iterable[str]) -> list[Job]:
-        return self._call(self.aio.get_many(ids))
-
-    def live(self, user: str | None = None, limit: int = 500, include: Iterable[str] = ()) -> LiveView:
-        return self._call(self.aio.live(user, limit, include))
-
-    def metrics(self, span: str = "24h") -> metrics.Window:
-        return self._call(self.aio.metrics(span))
-
-    def events(self, after: str = events.START, count: int = 500) -> events.Feed:
-        return self._call(self.aio.events(after, count))
-
-    def follow(self, job_id: str, after: str | None = None) -> Iterator[events.Snapshot | events.Event | None]:
-        items = self.aio.follow(job_id, after)
-        try:
-            while True:
-                try:
-                    yield self._call(anext(items))
-                except StopAsyncIteration:
-                    return
-        finally:
-            self._call(items.aclose())
-
-    def last_event_id(self) -> str:
-        return self._call(self.aio.last_event_id())
-
-    def artifact(self, job_id: str) -> str | None:
-        return self._call(self.aio.artifact(job_id))
-
-    def export_csv(self, query: HistoryQuery | None = None) -> Iterator[str]:
-        chunks = self.aio.export_csv(query)
-        try:
-            while True:
-                try:
-                    yield self._call(anext(chunks))
-                except StopAsyncIteration:
-                    return
-        finally:
-            self._call(chunks.aclose())
-
-    def cancel_many(self, ids: Iterable[str], by: str | None = None) -> BulkResult:
-        return self._call(self.aio.cancel_many(ids, by))
-
-    def retry_many(self, ids: Iterable[str], by: str | None = None) -> BulkResult:
-        return self._call(self.aio.retry_many(ids, by))
-
-    def retry_matching(self, query: HistoryQuery | None = None, by: str | None = None, limit: int = 1000) -> BulkResult:
-        return self._call(self.aio.retry_matching(query, by, limit))
-
-    @property
-    def principal(self) -> access.Principal:
-        """Who acts and their role (what the dashboard shows and hides by; runner enforces it anyway)."""
-        return self.aio.principal
-
-    def note(self, action: str) -> None:
-        """Add `action` to the audit log, by the acting user."""
-        async def write() -> None:
-            async with self.aio.store.guard("nothing was logged"):
-                await self.aio.audit_entry(action)
-        self._call(write())
-
-    # LLM endpoint, circuit breakers, sources and one job's usage: runner/client/oversight.py
-    def job_usage(self, job_id: str) -> Any:
-        return oversight.job_usage(self, job_id)
-
-    def llm_status(self) -> Any:
-        return oversight.llm_status(self)
-
-    def breakers(self) -> list[Any]:
-        return oversight.breakers(self)
-
-    def reset_breaker(self, endpoint: str) -> None:
-        oversight.reset_breaker(self, endpoint)
-
-    def sources(self) -> list[Any]:
-        return oversight.sources(self)
-
-    def enable_source(self, url: str, owner: str | None = None) -> Any:
-        return oversight.enable_source(self, url, owner)

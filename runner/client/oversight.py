@@ -1,93 +1,112 @@
 """What the dashboard reads and changes beside the jobs themselves: the LLM endpoint and its circuit
-breakers, the scrape/RSS sources, and one job's LLM usage. The same rules as the rest of Client: every
+breakers, the scrape/RSS sources, and one job's LLM usage. The same rules as the rest of the client: every
 role may read, changing needs Action.settings (admins) and is audited, a job's usage is there only for
 those who may see the job, and an unreachable Redis is one RedisUnavailable.
 
-`Client` exposes these as methods (`client.breakers()`, `client.reset_breaker(endpoint)`, ...).
+AsyncClient exposes these as methods (`await client.breakers()`, ...), and Client as blocking ones. Their
+readers use a blocking Redis connection (they serve pages and scripts), so they run on a worker thread.
 """
 from __future__ import annotations
 
-from collections.abc import Iterator
-from contextlib import contextmanager
-from typing import TYPE_CHECKING
+import asyncio
+from collections.abc import Callable
+from typing import TYPE_CHECKING, ParamSpec, Protocol, TypeVar
 
-from ..policy.access import Action
 from ..errors import TaskdeckError
-from ..storage.store import UNREACHABLE, unavailable
+from ..policy.access import Action, Principal
 
 if TYPE_CHECKING:
-    from .facade import Client
+    from ..models import Job
     from ..reads.llm_status import BreakerState, JobUsage, LlmStatus
+    from ..settings import Settings
+    from ..storage.store import Store
     from ..web.sources import Source
 
-
-@contextmanager
-def guarded(client: Client, what: str = "nothing was changed") -> Iterator[None]:
-    try:
-        yield
-    except UNREACHABLE as e:
-        raise unavailable(client.settings.url, e, what) from None
+P = ParamSpec("P")
+R = TypeVar("R")
+UNCHANGED = "nothing was changed"
 
 
-def job_usage(client: Client, job_id: str) -> JobUsage:
-    """One job's LLM usage per step and per call; JobNotFound unless the acting user may see the job."""
+class Overseer(Protocol):
+    """The acting client, as oversight uses it (AsyncClient)."""
+
+    @property
+    def settings(self) -> Settings: ...
+
+    @property
+    def principal(self) -> Principal: ...
+
+    @property
+    def store(self) -> Store: ...
+
+    async def get(self, job_id: str) -> Job: ...
+
+    async def note(self, action: str) -> None: ...
+
+
+async def offloaded(store: Store, what: str, work: Callable[P, R], *args: P.args, **kwargs: P.kwargs) -> R:
+    """`work` (blocking Redis calls) on a worker thread, under the store's guard."""
+    async with store.guard(what):
+        return await asyncio.to_thread(work, *args, **kwargs)
+
+
+async def job_usage(client: Overseer, job_id: str) -> JobUsage:
     from ..reads import llm_status as status
 
-    client.get(job_id)
-    with guarded(client):
-        return status.job_usage(client.settings, job_id)
+    await client.get(job_id)
+    return await offloaded(client.store, UNCHANGED, status.job_usage, client.settings, job_id)
 
 
-def llm_status(client: Client) -> LlmStatus:
+async def llm_status(client: Overseer) -> LlmStatus:
     from ..reads import llm_status as status
 
     client.principal.require(Action.read)
-    with guarded(client):
-        return status.llm_status(client.settings)
+    return await offloaded(client.store, UNCHANGED, status.llm_status, client.settings)
 
 
-def breakers(client: Client) -> list[BreakerState]:
+async def breakers(client: Overseer) -> list[BreakerState]:
     from ..reads import llm_status as status
 
     client.principal.require(Action.read)
-    with guarded(client):
-        return status.breakers(client.settings)
+    return await offloaded(client.store, UNCHANGED, status.breakers, client.settings)
 
 
-def reset_breaker(client: Client, endpoint: str) -> None:
+async def reset_breaker(client: Overseer, endpoint: str) -> None:
     from ..reads import llm_status as status
 
     client.principal.require(Action.settings)
-    with guarded(client, "the breaker was not reset"):
-        status.reset_breaker(client.settings, endpoint)
-    client.note(f"reset circuit breaker {endpoint}")
+    await offloaded(client.store, "the breaker was not reset", status.reset_breaker, client.settings, endpoint)
+    await client.note(f"reset circuit breaker {endpoint}")
 
 
-def sources(client: Client) -> list[Source]:
-    """The sources of the acting user and of their organisation; an admin's: everyone's."""
+async def sources(client: Overseer) -> list[Source]:
     from ..web import sources as found
 
     who = client.principal
     who.require(Action.read)
-    owners = None if sees_every_source(client) else found.owners_of(who.email, who.org)
-    with guarded(client):
-        return found.list_sources(client.settings, owners)
+    owners = None if sees_every_source(who) else found.owners_of(who.email, who.org)
+    return await offloaded(client.store, UNCHANGED, found.list_sources, client.settings, owners)
 
 
-def sees_every_source(client: Client) -> bool:
-    return client.principal.can(Action.read_all) and client.principal.can(Action.settings)
+def sees_every_source(who: Principal) -> bool:
+    return who.can(Action.read_all) and who.can(Action.settings)
 
 
-def enable_source(client: Client, url: str, owner: str | None = None) -> list[Source]:
-    """Re-enable `owner`'s source `url` (None: every owner's source of that name); admins only."""
+async def enable_source(client: Overseer, url: str, owner: str | None = None) -> list[Source]:
     from ..web import sources as found
 
     client.principal.require(Action.settings)
     url = found.canonical(url)
-    with guarded(client, "the source was not re-enabled"):
-        owners = [owner] if owner else found.holders(client.settings, url)
-        enabled = [found.enable(client.settings, url, each) for each in owners]
+    enabled = await offloaded(client.store, "the source was not re-enabled", enable, client.settings, url, owner)
     if not enabled:
         raise TaskdeckError(f"no source {url}; the Workers page lists the sources")
-    client.note(f"re-enable source {url}")
+    await client.note(f"re-enable source {url}")
     return enabled
+
+
+def enable(settings: Settings, url: str, owner: str | None) -> list[Source]:
+    """Re-enable `owner`'s source `url`, or every owner's source of that name (blocking)."""
+    from ..web import sources as found
+
+    owners = [owner] if owner else found.holders(settings, url)
+    return [found.enable(settings, url, each) for each in owners]

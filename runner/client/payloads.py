@@ -36,7 +36,8 @@ def validate(task_type: TaskType, payload: Any, max_bytes: int, max_depth: int) 
     try:
         return task_type.payload.model_validate_json(raw).model_dump(mode="json")
     except ValidationError as e:
-        raise InvalidPayload(f"invalid payload for {name}: {describe(e)}", errors=e.errors(include_url=False)) from None
+        errors = [dict(error) for error in e.errors(include_url=False)]
+        raise InvalidPayload(f"invalid payload for {name}: {describe(e)}", errors=errors) from None
 
 
 def serialise(name: str, value: Any) -> bytes:

@@ -14,6 +14,7 @@ from croniter import croniter
 from pydantic import BaseModel, Field, field_validator
 
 from ..models import Priority, utcnow
+from ..storage.keys import Keys
 
 
 class Schedule(BaseModel):
@@ -58,7 +59,7 @@ class Scheduler:
 
     def __init__(self, client: Any) -> None:
         self.client = client
-        self.key = f"{client.settings.prefix}schedules"
+        self.key = Keys(client.settings.prefix).schedules
 
     async def all(self) -> list[Schedule]:
         rows = await self.client.store.redis.hgetall(self.key)
@@ -105,7 +106,8 @@ class Scheduler:
                                                  schedule.priority, key)
             job_id = job.id
             update |= {"last_run_at": now, "last_job_id": job.id, "last_outcome": None}
-        await self.client.store.redis.hset(self.key, schedule.name, schedule.model_copy(update=update).model_dump_json())
+        saved = schedule.model_copy(update=update).model_dump_json()
+        await self.client.store.redis.hset(self.key, schedule.name, saved)
         return job_id
 
     async def active(self, job_id: str | None) -> bool:

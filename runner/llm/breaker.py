@@ -7,23 +7,17 @@ from importlib.resources import files
 
 from redis.asyncio import Redis
 
+from ..storage.keys import Keys
 from .errors import CircuitOpen
 
 SCRIPT = files("runner.llm").joinpath("lua/breaker.lua").read_text()
 
 
-def state_key(prefix: str, endpoint: str) -> str:
-    return f"{prefix}llm:breaker:{endpoint}"
-
-
-def endpoints_key(prefix: str) -> str:
-    return f"{prefix}llm:endpoints"
-
-
 class Breaker:
     def __init__(self, redis: Redis, prefix: str, endpoint: str, failures: int, cooldown_s: float) -> None:
         self.endpoint = endpoint
-        self._keys = [state_key(prefix, endpoint), f"{state_key(prefix, endpoint)}:probe", endpoints_key(prefix)]
+        keys = Keys(prefix)
+        self._keys = [keys.llm_breaker(endpoint), keys.llm_probe(endpoint), keys.llm_endpoints]
         self._threshold = failures
         self._cooldown_ms = int(cooldown_s * 1000)
         self._script = redis.register_script(SCRIPT)
@@ -31,7 +25,8 @@ class Breaker:
     async def _run(self, op: str, error: str = "") -> list[int | str]:
         args: list[str | int] = [op, int(time.time() * 1000), self._threshold, self._cooldown_ms, self.endpoint,
                                  error[:500]]
-        return await self._script(keys=self._keys, args=args)
+        reply: list[int | str] = await self._script(keys=self._keys, args=args)
+        return reply
 
     async def allow(self) -> None:
         """Go ahead, or raise CircuitOpen while the breaker is open."""

@@ -7,11 +7,10 @@ from importlib.resources import files
 
 from redis.asyncio import Redis
 
-SCRIPT = files("runner.llm").joinpath("lua/budget.lua").read_text()
+from ..storage.keys import Keys, lua_locals
 
-
-def budget_key(prefix: str, endpoint: str) -> str:
-    return f"{prefix}llm:budget:{endpoint}"
+TTL_MS = 120_000  # an unused budget's hash expires after two minutes (its buckets refill in one)
+SCRIPT = lua_locals({"TTL_MS": TTL_MS}) + "\n" + files("runner.llm").joinpath("lua/budget.lua").read_text()
 
 
 class Budget:
@@ -20,7 +19,7 @@ class Budget:
 
     def __init__(self, redis: Redis, prefix: str, endpoint: str, rpm: int, tpm: int) -> None:
         self.rpm, self.tpm = rpm, tpm
-        self._key = budget_key(prefix, endpoint)
+        self._key = Keys(prefix).llm_budget(endpoint)
         self._script = redis.register_script(SCRIPT)
 
     @property

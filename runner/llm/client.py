@@ -9,9 +9,10 @@ import re
 import time
 from collections.abc import Awaitable, Callable, Sequence
 from dataclasses import dataclass, field
-from typing import Any, Generic, TypeVar
+from typing import Any, Generic, NoReturn, TypeVar
 
 import openai
+from openai.types import CompletionUsage
 from pydantic import BaseModel
 from redis.asyncio import Redis
 from tenacity import AsyncRetrying, RetryCallState, retry_if_exception
@@ -19,6 +20,7 @@ from tenacity.wait import wait_exponential_jitter
 
 from ..errors import Fatal
 from ..settings import Settings
+from ..storage.keys import Keys
 from . import endpoint_id, pricing, structured
 from .breaker import Breaker
 from .budget import Budget
@@ -42,11 +44,6 @@ class Reply(Generic[M]):
     calls: list[Call] = field(default_factory=list)
 
 
-def modes_key(prefix: str, endpoint: str) -> str:
-    """Per model: the structured-output mode an `auto` endpoint turned out to need ("text")."""
-    return f"{prefix}llm:modes:{endpoint}"
-
-
 def estimate_tokens(text: str) -> int:
     return len(text) // 4 + 1
 
@@ -67,7 +64,7 @@ class LLM:
         self.breaker = Breaker(redis, prefix, self.endpoint, settings.llm_breaker_failures,
                                settings.llm_breaker_cooldown_s)
         self.budget = Budget(redis, prefix, self.endpoint, settings.llm_rpm, settings.llm_tpm)
-        self._modes = modes_key(prefix, self.endpoint)
+        self._modes = Keys(prefix).llm_modes(self.endpoint)
         self._mode: str | None = None
 
     async def close(self) -> None:
@@ -79,7 +76,8 @@ class LLM:
         if self.settings.llm_structured_output != "auto":
             return self.settings.llm_structured_output
         if self._mode is None:
-            self._mode = "text" if await self.redis.hget(self._modes, self.model) == "text" else "json_schema"
+            remembered = await self.redis.hget(self._modes, self.model)  # type: ignore[misc]  # redis-py types replies `Awaitable[T] | T` for both clients
+            self._mode = "text" if remembered == "text" else "json_schema"
         return self._mode
 
     async def generate(self, messages: Sequence[Message], result: type[M], on_text: OnText | None = None,
@@ -99,7 +97,7 @@ class LLM:
                 mode = self._mode = "text"
                 asked = with_instruction(messages, mode, result)
                 text, call = await self.chat(asked, None, on_text)
-                await self.redis.hset(self._modes, self.model, "text")
+                await self.redis.hset(self._modes, self.model, "text")  # type: ignore[misc]  # redis-py types replies `Awaitable[T] | T` for both clients
                 await self.redis.expire(self._modes, MODE_MEMORY_S)
             calls.append(call)
             if on_call:
@@ -126,7 +124,8 @@ class LLM:
         )
         started = time.monotonic()
         try:
-            reply: tuple[str, Any, str | None] = await retrying(self._once, list(messages), response_format, on_text)
+            reply: tuple[str, CompletionUsage | None, str | None] = await retrying(
+                self._once, list(messages), response_format, on_text)
         except Exception as e:
             raise explain(e, self.endpoint, self.model, policy) from e
         text, usage, finish = reply
@@ -141,25 +140,14 @@ class LLM:
         return text, call
 
     async def _once(self, messages: list[Message], response_format: dict[str, Any] | None,
-                    on_text: OnText | None) -> tuple[str, Any, str | None]:
+                    on_text: OnText | None) -> tuple[str, CompletionUsage | None, str | None]:
         await self.breaker.allow()
         reserved = estimate_tokens(json.dumps(messages)) + OUTPUT_RESERVE_TOKENS
         await self.budget.take(reserved)
-        chunks: list[str] = []
-        usage, finish = None, None
         timer = asyncio.timeout(self.settings.llm_timeout_s)
         try:
             async with timer:
-                stream = await self.client.chat.completions.create(**self._request(messages, response_format))
-                async with stream:
-                    async for chunk in stream:
-                        usage = chunk.usage or usage
-                        for choice in chunk.choices:
-                            finish = choice.finish_reason or finish
-                            if choice.delta and choice.delta.content:
-                                chunks.append(choice.delta.content)
-                                if on_text:
-                                    await on_text(choice.delta.content)
+                text, usage, finish = await self._stream(messages, response_format, on_text)
             if finish is None:
                 raise BrokenStream("the stream ended before the reply was finished")
         except TimeoutError:
@@ -175,9 +163,28 @@ class LLM:
         await self.breaker.succeeded()
         if usage is not None:
             await self.budget.settle(reserved, usage.total_tokens or usage.prompt_tokens + usage.completion_tokens)
+        return text, usage, finish
+
+    async def _stream(self, messages: list[Message], response_format: dict[str, Any] | None,
+                      on_text: OnText | None) -> tuple[str, CompletionUsage | None, str | None]:
+        """One completion, streamed: its text (each piece passed to `on_text` as it comes), its usage (when the
+        endpoint reports it) and its finish reason (None when the stream ended early)."""
+        chunks: list[str] = []
+        usage: CompletionUsage | None = None
+        finish: str | None = None
+        stream = await self.client.chat.completions.create(**self._request(messages, response_format))
+        async with stream:
+            async for chunk in stream:
+                usage = chunk.usage or usage
+                for choice in chunk.choices:
+                    finish = choice.finish_reason or finish
+                    if choice.delta and choice.delta.content:
+                        chunks.append(choice.delta.content)
+                        if on_text:
+                            await on_text(choice.delta.content)
         return "".join(chunks), usage, finish
 
-    async def _failed(self, error: Exception) -> None:
+    async def _failed(self, error: Exception) -> NoReturn:
         await self.breaker.failed(str(error))
         raise error
 

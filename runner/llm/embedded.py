@@ -20,6 +20,7 @@ import socket
 import subprocess
 import sys
 from collections.abc import Sequence
+from contextlib import nullcontext
 from dataclasses import dataclass
 from pathlib import Path
 
@@ -154,14 +155,10 @@ def start(log: Path | None = None) -> Child:
     its options from the same environment."""
     sock = listen()
     try:
-        out = open(log, "ab") if log else None
-        try:
+        with open(log, "ab") if log else nullcontext() as out:
             proc = subprocess.Popen([sys.executable, "-m", "runner", "llm", "serve", "--fd", str(sock.fileno())],
                                     pass_fds=(sock.fileno(),), stdout=out or subprocess.DEVNULL, stderr=out,
                                     preexec_fn=die_with_parent, cwd=Path(__file__).resolve().parents[2])
-        finally:
-            if out:
-                out.close()
         return Child(address(sock), proc)
     finally:
         sock.close()  # the child holds it now; with no copy here, a dead child refuses connections at once

@@ -3,7 +3,7 @@ to a time budget, so throttling never fails the job's attempt; 5xx replies, time
 get a few tries with exponential backoff and jitter."""
 from __future__ import annotations
 
-from datetime import datetime, timezone
+from datetime import UTC, datetime
 from email.utils import parsedate_to_datetime
 
 import openai
@@ -56,7 +56,7 @@ def retry_after(error: BaseException | None) -> float | None:
             return max(0.0, float(value))
         except ValueError:
             when = parsedate_to_datetime(value)
-            return max(0.0, (when - datetime.now(timezone.utc)).total_seconds())
+            return max(0.0, (when - datetime.now(UTC)).total_seconds())
     except (TypeError, ValueError):
         return None
 

@@ -38,8 +38,8 @@ from starlette.requests import Request
 from starlette.responses import JSONResponse, Response, StreamingResponse
 from starlette.routing import Route
 
-from . import fitting
 from ..process import die_with_parent
+from . import fitting
 from .embedded import INSTALL, EmbeddedOptions, model_name
 
 # SmolLM2's model card, and a mild repeat penalty: without it the model often fills every list with one word.

@@ -1,5 +1,5 @@
 """Tokens and cost of LLM calls, as the endpoint reports them: per call and step (kept with the job), and
-per type, user and model in the metric buckets the dashboard reads (`{prefix}m:1m:{minute}`, `m:1h:{hour}`,
+per type, user and model in the metric buckets the dashboard reads (Keys.metrics("1m", minute) and ("1h", hour),
 the hashes lua/transition.lua keeps)."""
 from __future__ import annotations
 
@@ -11,9 +11,9 @@ from pydantic import BaseModel, Field
 from redis.asyncio import Redis
 
 from ..models import utcnow
+from ..storage.keys import BUCKET_SECONDS, BUCKET_TTL_S, Keys, bucket_start
 
 CALL_LOG_MAX = 500
-MINUTE_TTL_S, HOUR_TTL_S = 3 * 86400, 35 * 86400  # as lua/transition.lua
 
 
 class Call(BaseModel):
@@ -42,14 +42,6 @@ class StepUsage(BaseModel):
     cost_usd: float = 0.0
 
 
-def job_usage_key(prefix: str, job_id: str) -> str:
-    return f"{prefix}llm:usage:{job_id}"
-
-
-def call_log_key(prefix: str, job_id: str) -> str:
-    return f"{prefix}llm:calls:{job_id}"
-
-
 def bucket_fields(call: Call, task_type: str, user: str) -> dict[str, float]:
     tokens = call.tokens_in + call.tokens_out
     return {
@@ -65,12 +57,12 @@ async def record(redis: Redis, prefix: str, job_id: str, task_type: str, user: s
                  retention_s: float) -> None:
     """One pipelined write: the metric buckets, the job's per-step totals and its call log."""
     now = time.time()
-    minute = f"{prefix}m:1m:{int(now // 60 * 60)}"
-    hour = f"{prefix}m:1h:{int(now // 3600 * 3600)}"
-    steps, log = job_usage_key(prefix, job_id), call_log_key(prefix, job_id)
+    keys = Keys(prefix)
+    steps, log = keys.llm_usage(job_id), keys.llm_calls(job_id)
     step = call.step or "-"
     async with redis.pipeline(transaction=True) as pipe:
-        for bucket, ttl in ((minute, MINUTE_TTL_S), (hour, HOUR_TTL_S)):
+        for resolution in BUCKET_SECONDS:
+            bucket, ttl = keys.metrics(resolution, bucket_start(resolution, now)), BUCKET_TTL_S[resolution]
             for name, value in bucket_fields(call, task_type, user).items():
                 if value:
                     pipe.hincrbyfloat(bucket, name, value)

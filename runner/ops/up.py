@@ -21,13 +21,14 @@ from typing import IO
 
 import redis
 
-from . import redis_server
 from ..llm import embedded
 from ..process import die_with_parent
 from ..settings import Settings
 from ..storage.store import redacted
+from . import redis_server
 
 ROOT = Path(__file__).resolve().parents[2]
+Children = list[tuple[str, subprocess.Popen[bytes]]]
 
 
 class UpError(Exception):
@@ -53,28 +54,13 @@ def run(port: int, workers: int, api_port: int) -> int:
     signal.signal(signal.SIGINT, stop)
     signal.signal(signal.SIGTERM, stop)
     try:
-        url = settings.redis_url
-        if url:
-            check_redis(url)
-        else:
-            url = settings.url
-            if port_open(settings.local_redis_port):
-                raise UpError(f"port {settings.local_redis_port} is taken by another program; stop it or set "
-                              "TASKDECK_LOCAL_REDIS_PORT (or REDIS_URL to use a Redis you run)")
-            children.append(("redis", redis_server.start(data / "redis", settings.local_redis_port)))
+        url = start_redis(settings, data, children)
         for taken, flag in ((port, "--port"), (api_port, "--api-port")):
             if port_open(taken):
                 raise UpError(f"port {taken} is taken by another program; pass {flag} to use another")
         env = {**os.environ, "REDIS_URL": url}
         model = serve_model(settings, env, children)
-        for n in range(workers):
-            children.append((f"worker {n + 1}", spawn([sys.executable, "-m", "arq", "runner.worker.WorkerSettings"], env,
-                                                      data / f"worker-{n + 1}.log")))
-        children.append(("dashboard", spawn([sys.executable, "-m", "streamlit", "run", "dashboard.py",
-                                             "--server.port", str(port), "--server.address", "127.0.0.1",
-                                             "--server.headless", "true"], env, data / "dashboard.log")))
-        children.append(("api", spawn([sys.executable, "-m", "runner", "api", "--host", "127.0.0.1",
-                                       "--port", str(api_port)], env, data / "api.log")))
+        start_services(env, data, children, workers, port, api_port)
         wait_healthy(f"http://127.0.0.1:{port}/_stcore/health", "the dashboard", children, data)
         wait_healthy(f"http://127.0.0.1:{api_port}/api/health", "the HTTP API", children, data)
         llm = model_line(settings, model, children, data)
@@ -94,6 +80,33 @@ def run(port: int, workers: int, api_port: int) -> int:
         return 1
     finally:
         shutdown(children)
+
+
+def start_redis(settings: Settings, data: Path, children: Children) -> str:
+    """REDIS_URL once it answers, else the URL of a redis-server started here (its port must be free)."""
+    url = settings.redis_url
+    if url:
+        check_redis(url)
+        return url
+    url = settings.url
+    if port_open(settings.local_redis_port):
+        raise UpError(f"port {settings.local_redis_port} is taken by another program; stop it or set "
+                      "TASKDECK_LOCAL_REDIS_PORT (or REDIS_URL to use a Redis you run)")
+    children.append(("redis", redis_server.start(data / "redis", settings.local_redis_port)))
+    return url
+
+
+def start_services(env: dict[str, str], data: Path, children: Children, workers: int, port: int,
+                   api_port: int) -> None:
+    """The workers, the dashboard and the HTTP API, each logging to its own file in `data`."""
+    for n in range(workers):
+        children.append((f"worker {n + 1}", spawn([sys.executable, "-m", "arq", "runner.worker.WorkerSettings"],
+                                                  env, data / f"worker-{n + 1}.log")))
+    children.append(("dashboard", spawn([sys.executable, "-m", "streamlit", "run", "dashboard.py",
+                                         "--server.port", str(port), "--server.address", "127.0.0.1",
+                                         "--server.headless", "true"], env, data / "dashboard.log")))
+    children.append(("api", spawn([sys.executable, "-m", "runner", "api", "--host", "127.0.0.1",
+                                   "--port", str(api_port)], env, data / "api.log")))
 
 
 def serve_model(settings: Settings, env: dict[str, str], children: list[tuple[str, subprocess.Popen[bytes]]]
@@ -142,7 +155,7 @@ def embedded_failure(status: int, body: bytes) -> str | None:
 
 
 def take_lock(data: Path) -> IO[str]:
-    lock = open(data / "up.lock", "a+")
+    lock = open(data / "up.lock", "a+")  # noqa: SIM115  (held open by `up`: the flock lasts as long as the file)
     try:
         fcntl.flock(lock, fcntl.LOCK_EX | fcntl.LOCK_NB)
     except BlockingIOError:

@@ -7,7 +7,7 @@ from __future__ import annotations
 
 import math
 import time
-from datetime import datetime, timezone
+from datetime import UTC, datetime
 
 from redis.asyncio import Redis
 
@@ -15,6 +15,7 @@ from ..errors import Fatal, LimitExceeded, Unavailable
 from ..llm import LLM_SETTINGS, embedded
 from ..registry import TaskType
 from ..settings import Settings
+from ..storage.keys import Keys, bucket_start
 from ..storage.store import Store
 
 
@@ -61,13 +62,10 @@ def require_llm(settings: Settings) -> None:
                 "and restart them, then retry the job")
 
 
-def hour_bucket(prefix: str, now: float) -> str:
-    return f"{prefix}m:1h:{int(now // 3600 * 3600)}"
-
-
 async def tokens_used(redis: Redis, prefix: str, user: str, now: float | None = None) -> int:
     """LLM tokens (in + out) `user`'s jobs used in the current clock hour."""
-    raw = await redis.hget(hour_bucket(prefix, now or time.time()), f"llm_tokens:user:{user}")
+    bucket = Keys(prefix).metrics("1h", bucket_start("1h", now or time.time()))
+    raw = await redis.hget(bucket, f"llm_tokens:user:{user}")  # type: ignore[misc]  # redis-py types replies `Awaitable[T] | T` for both clients
     return int(float(raw or 0))
 
 
@@ -84,7 +82,7 @@ async def check(store: Store, task_type: TaskType, user: str) -> None:
     async with store.guard("nothing was submitted"):
         used = await tokens_used(store.redis, settings.prefix, user, now)
     if used >= quota:
-        reset = datetime.fromtimestamp((now // 3600 + 1) * 3600, timezone.utc)
+        reset = datetime.fromtimestamp((now // 3600 + 1) * 3600, UTC)
         raise LimitExceeded(
             f"{user} has used {used:,} of the {quota:,} LLM tokens allowed per hour; submit again after "
             f"{reset:%H:%M} UTC, or ask an admin to raise TASKDECK_LLM_USER_TOKENS_PER_HOUR",

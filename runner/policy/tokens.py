@@ -12,11 +12,11 @@ from datetime import datetime
 import orjson
 from pydantic import BaseModel
 
-from . import access
-from .access import Principal, Role
 from ..errors import InvalidPayload, TokenNotFound
 from ..models import utcnow
 from ..storage.store import Store
+from . import access
+from .access import Principal, Role
 
 PREFIX = "td_"
 
@@ -33,10 +33,6 @@ def digest(token: str) -> str:
     return hashlib.sha256(token.encode()).hexdigest()
 
 
-def key(store: Store) -> str:
-    return f"{store.keys.prefix}tokens"
-
-
 async def create(store: Store, user: str, role: Role | None = None, org: str = "") -> tuple[str, Token]:
     """A new token for `user` (who must be on the allow-list), with `role` or else the one TASKDECK_ROLES
     gives them; the allow-list caps it again on every use. `org` is the org it claims when TASKDECK_ORGS
@@ -47,13 +43,13 @@ async def create(store: Store, user: str, role: Role | None = None, org: str = "
     record = Token(id=secrets.token_hex(8), user=holder.email, role=holder.role, org=org.strip(), created_at=utcnow())
     token = f"{PREFIX}{record.id}_{secrets.token_urlsafe(32)}"
     async with store.guard("no token was made"):
-        await store.redis.hset(key(store), digest(token), record.model_dump_json())
+        await store.redis.hset(store.keys.tokens, digest(token), record.model_dump_json())  # type: ignore[misc]  # redis-py types replies `Awaitable[T] | T` for both clients
     return token, record
 
 
 async def all_tokens(store: Store) -> dict[str, Token]:
     async with store.guard():
-        rows = await store.redis.hgetall(key(store))
+        rows = await store.redis.hgetall(store.keys.tokens)  # type: ignore[misc]  # redis-py types replies `Awaitable[T] | T` for both clients
     return {hashed: Token.model_validate(orjson.loads(raw)) for hashed, raw in rows.items()}
 
 
@@ -63,7 +59,7 @@ async def revoke(store: Store, token_id: str) -> Token:
     found = {hashed: record for hashed, record in (await all_tokens(store)).items() if record.id == token_id}
     if found:
         async with store.guard("the token was not revoked"):
-            await store.redis.hdel(key(store), *found)
+            await store.redis.hdel(store.keys.tokens, *found)  # type: ignore[misc]  # redis-py types replies `Awaitable[T] | T` for both clients
         return next(iter(found.values()))
     raise TokenNotFound(f"no token with id {token_id!r}; `python -m runner token list` shows them")
 
@@ -74,7 +70,7 @@ async def verify(store: Store, token: str) -> Principal | None:
     if not token.startswith(PREFIX):
         return None
     async with store.guard():
-        raw = await store.redis.hget(key(store), digest(token))
+        raw = await store.redis.hget(store.keys.tokens, digest(token))  # type: ignore[misc]  # redis-py types replies `Awaitable[T] | T` for both clients
     if raw is None:
         return None
     record = Token.model_validate_json(raw)

@@ -214,10 +214,8 @@ class Follow:
         return max(0.001, min(self.quiet_s, left))
 
     async def items(self) -> AsyncGenerator[Snapshot | Event | None, None]:
-        if self.position is not None and await self.finished():
-            async for entry in self.remaining():
-                yield entry
-            self.position = None
+        async for entry in self.resumed_final():
+            yield entry
         behind = True
         while not self.final and not self.expired():
             if self.position is None:
@@ -244,6 +242,13 @@ class Follow:
                 self.position = through
             if not news and not behind:
                 yield None
+
+    async def resumed_final(self) -> AsyncGenerator[Event, None]:
+        """On a resume after a job that is final now: what remains of its events; its final record follows."""
+        if self.position is not None and await self.finished():
+            async for entry in self.remaining():
+                yield entry
+            self.position = None
 
     async def snapshot(self) -> Snapshot | None:
         fresh = await snapshot(self.store, self.job_id)

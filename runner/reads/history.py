@@ -1,4 +1,5 @@
-"""Queries over the job indexes: filtered, paginated history, counts and CSV export.
+"""The one query engine over the job indexes: AsyncClient.list (select), history pages (search), counts,
+CSV export and bulk actions (matching); paging.py builds its cursors on the same plan and scan.
 
 Every index (`idx:status:*`, `idx:type:*`, `idx:user:*`, `idx:all`) scores a job by its first
 submission time, so a date range is a score range on any of them. A query reads the smallest of its
@@ -18,10 +19,12 @@ import orjson
 from pydantic import BaseModel, Field
 
 from ..models import Job, JobStatus
+from ..storage.keys import Keys
 from ..storage.store import Store
 
 FINISHED = (JobStatus.completed, JobStatus.failed, JobStatus.cancelled)
 CHUNK = 500
+Entry = tuple[str, float]  # (job id, index score), as Redis gives them
 SCAN_LIMIT = 10_000
 FIELD_OF_EACH = """
 local out = {}
@@ -61,62 +64,103 @@ class Plan:
     """Which index drives a query (read in order) and which ones each id must also be in."""
 
     driver: list[str]
-    size: int
+    size: int | None  # the driver's entries in range; None when not counted
     lo: float | str
     hi: float | str
     any_of: list[list[str]] = field(default_factory=list)
 
+    def answers(self, q: HistoryQuery) -> bool:
+        """True when the driver's ids are the matches: no other index to check, no text to search."""
+        return not self.any_of and not q.searching
 
-async def plan(store: Store, q: HistoryQuery) -> Plan:
-    keys = store.keys
+
+async def plan(store: Store, q: HistoryQuery, sized: bool = True) -> Plan:
+    """Drive by the smallest of the query's indexes in its date range (the status indexes count as one).
+    Their counts cost a round trip: without a filter to choose against, and when the caller needs no
+    total (`sized` false), they are not read."""
     lo = q.since.timestamp() if q.since else "-inf"
     hi = f"({q.until.timestamp()}" if q.until else "+inf"
-    wanted = list(dict.fromkeys(q.status)) or ([s for s in JobStatus] if q.error else [])
-    if q.error:  # a completed job has no last_error (transitions.complete clears it)
-        wanted = [s for s in wanted if s is not JobStatus.completed] or [JobStatus.completed]
-    statuses = [keys.status(s) for s in wanted] or [keys.all]
-    filters = [*([keys.type(q.type)] if q.type else []), *([keys.user(q.user)] if q.user else [])]
+    statuses = status_keys(store.keys, q)
+    filters = [*([store.keys.type(q.type)] if q.type else []), *([store.keys.user(q.user)] if q.user else [])]
+    if not filters and not sized:
+        return Plan(statuses, None, lo, hi)
     async with store.redis.pipeline(transaction=False) as pipe:
         for key in [*statuses, *filters]:
             pipe.zcount(key, lo, hi)
-        counts = await pipe.execute()
-    groups = [(sum(counts[: len(statuses)]), statuses)] + [(n, [k]) for n, k in zip(counts[len(statuses):], filters)]
+        counts: list[int] = await pipe.execute()
+    groups = [(sum(counts[: len(statuses)]), statuses)]
+    groups += [(n, [key]) for n, key in zip(counts[len(statuses):], filters, strict=True)]
     size, driver = min(groups, key=lambda group: group[0])
-    others = [members for _, members in groups if members is not driver and members != [keys.all]]
+    others = [members for _, members in groups if members is not driver and members != [store.keys.all]]
     return Plan(driver, size, lo, hi, others)
 
 
-async def chunk(store: Store, p: Plan, key: str, start: int, newest_first: bool) -> list[tuple[str, float]]:
-    if newest_first:
-        return await store.redis.zrevrangebyscore(key, p.hi, p.lo, start=start, num=CHUNK, withscores=True)
-    return await store.redis.zrangebyscore(key, p.lo, p.hi, start=start, num=CHUNK, withscores=True)
+def status_keys(keys: Keys, q: HistoryQuery) -> list[str]:
+    """The status indexes `q` reads, merged (all jobs' index when it names none)."""
+    wanted = list(dict.fromkeys(q.status)) or ([s for s in JobStatus] if q.error else [])
+    if q.error:  # a completed job has no last_error (transitions.complete clears it)
+        wanted = [s for s in wanted if s is not JobStatus.completed] or [JobStatus.completed]
+    return [keys.status(s) for s in wanted] or [keys.all]
 
 
-async def merged(store: Store, p: Plan, newest_first: bool = True, skip: int = 0) -> AsyncIterator[str]:
-    """The driver's ids in score order, merging its sorted sets, read CHUNK at a time; one set skips
+class Reader:
+    """The driver's sorted sets, each read `size` rows at a time as the merge uses them up; the sets
+    emptied by one step are read again together, in one round trip."""
+
+    def __init__(self, store: Store, p: Plan, newest_first: bool, size: int, start: int) -> None:
+        self.store, self.plan, self.newest_first, self.size = store, p, newest_first, size
+        self.offsets = dict.fromkeys(p.driver, start)
+        self.buffers: dict[str, list[Entry]] = {key: [] for key in p.driver}
+        self.exhausted: set[str] = set()
+
+    async def heads(self) -> list[str]:
+        """The sets with rows left, in driver order."""
+        empty = [key for key in self.plan.driver if not self.buffers[key] and key not in self.exhausted]
+        if empty:
+            await self.read(empty)
+        return [key for key in self.plan.driver if self.buffers[key]]
+
+    async def read(self, keys: list[str]) -> None:
+        p = self.plan
+        async with self.store.redis.pipeline(transaction=False) as pipe:
+            for key in keys:
+                if self.newest_first:
+                    pipe.zrevrangebyscore(key, p.hi, p.lo, start=self.offsets[key], num=self.size, withscores=True)
+                else:
+                    pipe.zrangebyscore(key, p.lo, p.hi, start=self.offsets[key], num=self.size, withscores=True)
+            chunks: list[list[Entry]] = await pipe.execute()
+        for key, rows in zip(keys, chunks, strict=True):
+            self.offsets[key] += len(rows)
+            self.buffers[key] = rows[::-1]
+            if len(rows) < self.size:
+                self.exhausted.add(key)
+
+    def pop(self, live: list[str]) -> str:
+        """The next id in score order (on equal scores, the first set's)."""
+        pick = (max if self.newest_first else min)(live, key=lambda key: self.buffers[key][-1][1])
+        return self.buffers[pick].pop()[0]
+
+
+async def merged(store: Store, p: Plan, newest_first: bool = True, skip: int = 0,
+                 size: int = CHUNK) -> AsyncIterator[str]:
+    """The driver's ids in score order, merging its sorted sets, read `size` at a time; one set skips
     in Redis, several skip while merging."""
     single = len(p.driver) == 1
-    offsets = dict.fromkeys(p.driver, skip if single else 0)
+    reader = Reader(store, p, newest_first, size, skip if single else 0)
     skip = 0 if single else skip
-    buffers: dict[str, list[tuple[str, float]]] = {key: [] for key in p.driver}
-    exhausted: set[str] = set()
-    while True:
-        for key in p.driver:
-            if not buffers[key] and key not in exhausted:
-                rows = await chunk(store, p, key, offsets[key], newest_first)
-                offsets[key] += len(rows)
-                buffers[key] = rows[::-1]
-                if len(rows) < CHUNK:
-                    exhausted.add(key)
-        live = [key for key in p.driver if buffers[key]]
-        if not live:
-            return
-        pick = (max if newest_first else min)(live, key=lambda key: buffers[key][-1][1])
-        job_id = buffers[pick].pop()[0]
+    while live := await reader.heads():
+        job_id = reader.pop(live)
         if skip:
             skip -= 1
             continue
         yield job_id
+
+
+async def leading(store: Store, p: Plan, limit: int, offset: int) -> list[str]:
+    """The driver's ids `offset` to `offset + limit`, read in chunks that end them in one read where they
+    can: one set skips in Redis, so reads `limit`; merged sets skip while merging, so read up to both."""
+    size = limit if len(p.driver) == 1 else min(offset + limit, max(limit, CHUNK))
+    return [job_id async for job_id in take(merged(store, p, skip=offset, size=max(1, size)), limit)]
 
 
 class Scan:
@@ -148,24 +192,29 @@ class Scan:
         prefix = self.query.id_prefix.strip().lower()
         ids = [job_id for job_id in ids if job_id.startswith(prefix)]
         if ids and self.plan.any_of:
-            async with self.store.redis.pipeline(transaction=False) as pipe:
-                for group in self.plan.any_of:
-                    for key in group:
-                        pipe.zmscore(key, ids)
-                scores = iter(await pipe.execute())
-            inside = [[any(s is not None for s in column) for column in zip(*(next(scores) for _ in group))]
-                      for group in self.plan.any_of]
-            ids = [job_id for job_id, *found in zip(ids, *inside) if all(found)]
+            ids = await self.in_each(ids)
         if ids and self.query.error:
             ids = await self.with_error(ids, self.query.error.lower())
         return ids
+
+    async def in_each(self, ids: list[str]) -> list[str]:
+        """The ids found in at least one index of every `any_of` group (ZMSCORE, one round trip)."""
+        async with self.store.redis.pipeline(transaction=False) as pipe:
+            for group in self.plan.any_of:
+                for key in group:
+                    pipe.zmscore(key, ids)
+            scores = iter(await pipe.execute())
+        inside = [[any(s is not None for s in column) for column in zip(*(next(scores) for _ in group), strict=True)]
+                  for group in self.plan.any_of]
+        return [job_id for job_id, *found in zip(ids, *inside, strict=True) if all(found)]
 
     async def with_error(self, ids: list[str], text: str) -> list[str]:
         """The ids whose last error contains `text`: their last_error read in one script call per batch (a
         pipeline of one HGET per id costs the client ten times more than Redis)."""
         read = self.store.redis.register_script(FIELD_OF_EACH)
         errors = await read(keys=[self.store.keys.job(job_id) for job_id in ids], args=["last_error"])
-        return [job_id for job_id, raw in zip(ids, errors) if raw and text in str(orjson.loads(raw) or "").lower()]
+        return [job_id for job_id, raw in zip(ids, errors, strict=True)
+                if raw and text in str(orjson.loads(raw) or "").lower()]
 
 
 async def search(store: Store, q: HistoryQuery, limit: int = 50, offset: int = 0,
@@ -174,8 +223,8 @@ async def search(store: Store, q: HistoryQuery, limit: int = 50, offset: int = 0
     ZCOUNT; otherwise it is counted over at most `scan_limit` index entries of the smallest index
     (a bounded scan: then `exact` is false when it stopped early)."""
     p = await plan(store, q)
-    if not p.any_of and not q.searching:
-        ids = [job_id async for job_id in take(merged(store, p, skip=offset), limit)]
+    if p.size is not None and p.answers(q):
+        ids = await leading(store, p, limit, offset)
         return HistoryPage(jobs=await store.load_many(ids), total=p.size, exact=True, scanned=len(ids))
     scan, matched, page = Scan(store, p, q, scan_limit), 0, []
     async for ids in scan.batches():
@@ -183,6 +232,21 @@ async def search(store: Store, q: HistoryQuery, limit: int = 50, offset: int = 0
         matched += len(ids)
     return HistoryPage(jobs=await store.load_many(page), total=matched, exact=not scan.truncated,
                        scanned=scan.scanned)
+
+
+async def select(store: Store, q: HistoryQuery, limit: int = 50, offset: int = 0) -> list[str]:
+    """The ids `offset` to `offset + limit` of the jobs matching `q`, newest first, without a total
+    (AsyncClient.list): no count is read unless filters need one to choose the driver, and reading
+    stops once the page is full."""
+    p = await plan(store, q, sized=False)
+    if p.answers(q):
+        return await leading(store, p, limit, offset)
+    found: list[str] = []
+    async for ids in Scan(store, p, q).batches():
+        found += ids
+        if len(found) >= offset + limit:
+            break
+    return found[offset:offset + limit]
 
 
 async def take(ids: AsyncIterator[str], n: int) -> AsyncIterator[str]:
@@ -198,7 +262,7 @@ async def take(ids: AsyncIterator[str], n: int) -> AsyncIterator[str]:
 async def count(store: Store, q: HistoryQuery) -> int:
     """Exact count of the jobs matching `q` (reads the smallest index when filters cross)."""
     p = await plan(store, q)
-    if not p.any_of and not q.searching:
+    if p.size is not None and p.answers(q):
         return p.size
     scan = Scan(store, p, q)
     return sum([len(ids) async for ids in scan.batches()])
@@ -208,7 +272,7 @@ async def matching(store: Store, q: HistoryQuery, newest_first: bool = True,
                    limit: int | None = None) -> AsyncIterator[list[str]]:
     """Every id matching `q`, in batches of at most CHUNK (for export and bulk actions)."""
     left = limit
-    async for ids in Scan(store, await plan(store, q), q, newest_first=newest_first).batches():
+    async for ids in Scan(store, await plan(store, q, sized=False), q, newest_first=newest_first).batches():
         if left is not None:
             ids, left = ids[:left], left - len(ids[:left])
         if ids:

@@ -14,13 +14,15 @@ import heapq
 import operator
 import time
 from collections.abc import Sequence
+from datetime import datetime
+from typing import Any
 
-from pydantic import BaseModel, Field, create_model
+from pydantic import BaseModel, Field
 from redis.commands.core import AsyncScript
 
-from .history import HistoryQuery, matching
-from ..models import ACTIVE, Job, JobStatus, Priority
+from ..models import ACTIVE, Job, JobStatus, Priority, Step
 from ..storage.store import Store
+from .history import HistoryQuery, matching
 
 WAITING = (JobStatus.queued, JobStatus.retrying)
 STATUSES = sorted(ACTIVE)
@@ -41,15 +43,41 @@ return out
 """
 
 
-BOARD_FIELDS = ("id", "type", "user_id", "org_id", "status", "priority", "progress", "current_step", "steps",
-                "attempts", "max_attempts", "queued_at", "started_at", "completed_at", "updated_at", "eta",
-                "next_attempt_at", "waiting_reason", "cancel_requested_by", "last_error", "tokens_in", "tokens_out",
-                "cost_usd")
-LiveRecord = create_model(
-    "LiveRecord", __doc__="What the board shows of a job record: those Job fields, without the payload, the result "
-    "and the retry audit (Client.get reads the whole record).",
-    **{name: (Job.model_fields[name].annotation, Job.model_fields[name]) for name in BOARD_FIELDS},
-)
+def of_job(name: str) -> Any:
+    """Job's definition of field `name` (its default, description), which the board's copy takes as its own."""
+    return Job.model_fields[name]
+
+
+class LiveRecord(BaseModel):
+    # not a docstring: its schema description is one line, as when the model was built from BOARD_FIELDS
+    __doc__ = ("What the board shows of a job record: those Job fields, without the payload, the result "
+               "and the retry audit (Client.get reads the whole record).")
+
+    id: str = of_job("id")
+    type: str = of_job("type")
+    user_id: str = of_job("user_id")
+    org_id: str = of_job("org_id")
+    status: JobStatus = of_job("status")
+    priority: Priority = of_job("priority")
+    progress: float = of_job("progress")
+    current_step: str | None = of_job("current_step")
+    steps: list[Step] = of_job("steps")
+    attempts: int = of_job("attempts")
+    max_attempts: int = of_job("max_attempts")
+    queued_at: datetime = of_job("queued_at")
+    started_at: datetime | None = of_job("started_at")
+    completed_at: datetime | None = of_job("completed_at")
+    updated_at: datetime = of_job("updated_at")
+    eta: datetime | None = of_job("eta")
+    next_attempt_at: datetime | None = of_job("next_attempt_at")
+    waiting_reason: str | None = of_job("waiting_reason")
+    cancel_requested_by: str | None = of_job("cancel_requested_by")
+    last_error: str | None = of_job("last_error")
+    tokens_in: int = of_job("tokens_in")
+    tokens_out: int = of_job("tokens_out")
+    cost_usd: float = of_job("cost_usd")
+
+
 FIELDS = tuple(LiveRecord.model_fields)
 HEADS = tuple(f'"{name}":' for name in FIELDS)
 
@@ -91,8 +119,8 @@ async def view(store: Store, user: str | None, limit: int, include: Sequence[str
     return LiveView(
         jobs=[LiveJob(job=job, queue_position=rank + 1 if rank is not None and job.status in WAITING else None,
                       stalled=job.status is JobStatus.processing and now - job.updated_at.timestamp() > stalled_after_s)
-              for job, rank in zip(jobs, ranks)],
-        queue_depth=dict(zip(Priority, depth)), workers_alive=alive, truncated=truncated,
+              for job, rank in zip(jobs, ranks, strict=True)],
+        queue_depth=dict(zip(Priority, depth, strict=True)), workers_alive=alive, truncated=truncated,
     )
 
 
@@ -108,14 +136,14 @@ async def read_chunk(store: Store, script: AsyncScript, ids: Sequence[str]) -> t
                                                                                    list[int | None]]:
     keys = store.keys
     rows = await script(keys=[keys.queue, *(keys.job(job_id) for job_id in ids)], args=[len(FIELDS), *FIELDS, *ids])
-    found = [(values, rank) for values, rank in zip(rows[::2], rows[1::2]) if values[0] is not None]
+    found = [(values, rank) for values, rank in zip(rows[::2], rows[1::2], strict=True) if values[0] is not None]
     return [parse(values) for values, _ in found], [rank for _, rank in found]
 
 
 def parse(values: list[str | None]) -> LiveRecord:
     """One record's FIELDS values (each JSON text; None when the record lacks the field) in one validation."""
     if None in values:
-        body = ",".join(head + value for head, value in zip(HEADS, values) if value is not None)
+        body = ",".join(head + value for head, value in zip(HEADS, values, strict=True) if value is not None)
     else:
         body = ",".join(map(operator.add, HEADS, values))
     return LiveRecord.model_validate_json(f"{{{body}}}")

@@ -4,25 +4,26 @@ from __future__ import annotations
 
 import time
 from collections import defaultdict
-from datetime import datetime, timezone
+from datetime import UTC, datetime
 from typing import Any, Literal
 
 from pydantic import BaseModel, Field
 
-from .metrics import Window
-from ..storage.store import blocking
-from ..settings import Settings
 from ..llm import LLM_SETTINGS, embedded, endpoint_id
-from ..llm.breaker import endpoints_key, state_key
-from ..llm.usage import Call, StepUsage, call_log_key, calls, job_usage_key, step_usage
+from ..llm.usage import Call, StepUsage, calls, step_usage
+from ..settings import Settings
+from ..storage.keys import BUCKET_SECONDS, Keys
+from ..storage.store import blocking
+from .metrics import Window
 
 Resolution = Literal["1m", "1h"]
-SECONDS = {"1m": 60, "1h": 3600}
+CircuitState = Literal["closed", "open", "half-open"]
+CostKind = Literal["type", "user", "model"]
 
 
 class BreakerState(BaseModel):
     endpoint: str
-    state: Literal["closed", "open", "half-open"]
+    state: CircuitState
     failures: int = Field(description="Failed tries in a row.")
     threshold: int
     open_until: datetime | None = None
@@ -79,13 +80,13 @@ class JobUsage(BaseModel):
 
 
 def when(ms: str | None) -> datetime | None:
-    return datetime.fromtimestamp(int(ms) / 1000, timezone.utc) if ms and int(ms) > 0 else None
+    return datetime.fromtimestamp(int(ms) / 1000, UTC) if ms and int(ms) > 0 else None
 
 
 def breaker_state(raw: dict[str, str], threshold: int, now_ms: int) -> BreakerState:
     failures = int(raw.get("failures", 0))
     open_until = int(raw.get("open_until", 0))
-    state = "closed" if failures < threshold else "open" if now_ms < open_until else "half-open"
+    state: CircuitState = "closed" if failures < threshold else "open" if now_ms < open_until else "half-open"
     return BreakerState(endpoint=raw["endpoint"], state=state, failures=failures, threshold=threshold,
                         open_until=when(raw.get("open_until")) if state == "open" else None,
                         last_error=raw.get("last_error"), last_failure_at=when(raw.get("last_failure_at")),
@@ -94,11 +95,12 @@ def breaker_state(raw: dict[str, str], threshold: int, now_ms: int) -> BreakerSt
 
 def breakers(settings: Settings) -> list[BreakerState]:
     """Every endpoint the workers have called, with its circuit breaker (Workers page)."""
+    keys = Keys(settings.prefix)
     with blocking(settings) as redis:
-        names = sorted(redis.smembers(endpoints_key(settings.prefix)))
+        names = sorted(redis.smembers(keys.llm_endpoints))
         with redis.pipeline(transaction=False) as pipe:
             for name in names:
-                pipe.hgetall(state_key(settings.prefix, name))
+                pipe.hgetall(keys.llm_breaker(name))
             rows = pipe.execute()
     now_ms = int(time.time() * 1000)
     return [breaker_state(raw, settings.llm_breaker_failures, now_ms) for raw in rows if raw.get("endpoint")]
@@ -106,12 +108,11 @@ def breakers(settings: Settings) -> list[BreakerState]:
 
 def reset_breaker(settings: Settings, endpoint: str) -> None:
     """Close an open breaker by hand (after fixing the endpoint): calls go through again at once."""
-    with blocking(settings) as redis:
-        key = state_key(settings.prefix, endpoint)
-        with redis.pipeline(transaction=True) as pipe:
-            pipe.hset(key, mapping={"failures": 0, "open_until": 0})
-            pipe.delete(f"{key}:probe")
-            pipe.execute()
+    keys = Keys(settings.prefix)
+    with blocking(settings) as redis, redis.pipeline(transaction=True) as pipe:
+        pipe.hset(keys.llm_breaker(endpoint), mapping={"failures": 0, "open_until": 0})
+        pipe.delete(keys.llm_probe(endpoint))
+        pipe.execute()
 
 
 def source(settings: Settings) -> LlmSource:
@@ -136,8 +137,6 @@ def source(settings: Settings) -> LlmSource:
 
 def llm_status(settings: Settings) -> LlmStatus:
     """Which model answers, how replies are held to schemas, and its breaker (Workers/Submit)."""
-    from ..llm.client import modes_key
-
     found = source(settings)
     missing = [f"TASKDECK_{name.upper()}" for name in LLM_SETTINGS if not getattr(settings, name)]
     if found.source == "embedded" and not found.problem:
@@ -147,9 +146,10 @@ def llm_status(settings: Settings) -> LlmStatus:
                        user_tokens_per_hour=settings.llm_user_tokens_per_hour)
     if not status.endpoint:
         return status
+    keys = Keys(settings.prefix)
     with blocking(settings) as redis:
-        raw = redis.hgetall(state_key(settings.prefix, status.endpoint))
-        learned = redis.hget(modes_key(settings.prefix, status.endpoint), status.model or "")
+        raw = redis.hgetall(keys.llm_breaker(status.endpoint))
+        learned = redis.hget(keys.llm_modes(status.endpoint), status.model or "")
     if raw.get("endpoint"):
         status.breaker = breaker_state(raw, settings.llm_breaker_failures, int(time.time() * 1000))
     if settings.llm_structured_output == "auto":
@@ -159,15 +159,15 @@ def llm_status(settings: Settings) -> LlmStatus:
 
 def usage_series(settings: Settings, resolution: Resolution = "1h", count: int = 24) -> list[UsagePoint]:
     """LLM usage per minute or hour, oldest first, the current bucket last (Metrics page)."""
-    step = SECONDS[resolution]
+    step = BUCKET_SECONDS[resolution]
     now = int(time.time() // step * step)
     starts = [now - step * i for i in reversed(range(count))]
-    with blocking(settings) as redis:
-        with redis.pipeline(transaction=False) as pipe:
-            for start in starts:
-                pipe.hgetall(f"{settings.prefix}m:{resolution}:{start}")
-            rows = pipe.execute()
-    return [point(start, raw) for start, raw in zip(starts, rows)]
+    keys = Keys(settings.prefix)
+    with blocking(settings) as redis, redis.pipeline(transaction=False) as pipe:
+        for start in starts:
+            pipe.hgetall(keys.metrics(resolution, start))
+        rows = pipe.execute()
+    return [point(start, raw) for start, raw in zip(starts, rows, strict=True)]
 
 
 def point(start: int, raw: dict[str, str]) -> UsagePoint:
@@ -178,7 +178,7 @@ def point(start: int, raw: dict[str, str]) -> UsagePoint:
             kind, _, key = rest.partition(":") if rest.startswith(("user:", "model:")) else ("type", "", rest)
             split[f"{measure}:{kind}"][key] = float(value)
     return UsagePoint(
-        at=datetime.fromtimestamp(start, timezone.utc),
+        at=datetime.fromtimestamp(start, UTC),
         calls=int(float(raw.get("llm_calls", 0))), tokens_in=int(float(raw.get("llm_tokens_in", 0))),
         tokens_out=int(float(raw.get("llm_tokens_out", 0))), cost_usd=round(float(raw.get("llm_cost_usd", 0)), 8),
         throttled=int(float(raw.get("llm_throttled", 0))),
@@ -190,11 +190,11 @@ def point(start: int, raw: dict[str, str]) -> UsagePoint:
 
 def job_usage(settings: Settings, job_id: str) -> JobUsage:
     """One job's usage per step and its call log (Job page)."""
-    with blocking(settings) as redis:
-        with redis.pipeline(transaction=False) as pipe:
-            pipe.hgetall(job_usage_key(settings.prefix, job_id))
-            pipe.lrange(call_log_key(settings.prefix, job_id), 0, -1)
-            steps, log = pipe.execute()
+    keys = Keys(settings.prefix)
+    with blocking(settings) as redis, redis.pipeline(transaction=False) as pipe:
+        pipe.hgetall(keys.llm_usage(job_id))
+        pipe.lrange(keys.llm_calls(job_id), 0, -1)
+        steps, log = pipe.execute()
     return JobUsage(steps=step_usage(steps), calls=calls(log))
 
 
@@ -205,7 +205,7 @@ def cost_over_time(window: Window) -> list[dict[str, Any]]:
              "throttled": int(b.get("llm_throttled"))} for b in window.buckets]
 
 
-def cost_by(window: Window, kind: Literal["type", "user", "model"]) -> dict[str, float]:
+def cost_by(window: Window, kind: CostKind) -> dict[str, float]:
     """Cost over the window per task type, user or model, largest first."""
     prefix = "llm_cost_usd:" if kind == "type" else f"llm_cost_usd:{kind}:"
     totals: dict[str, float] = defaultdict(float)

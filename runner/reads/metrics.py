@@ -9,14 +9,15 @@ from __future__ import annotations
 import math
 import time
 from collections import defaultdict
-from datetime import datetime, timedelta, timezone
+from datetime import UTC, datetime, timedelta
 from functools import cached_property
+from itertools import pairwise
 from typing import Any
 
 from pydantic import BaseModel
 
 from ..models import Priority
-from ..storage.counters import DURATION_BOUNDS_S, WAIT_BOUNDS_S, TOP_ERRORS_PER_HOUR, error_key
+from ..storage.counters import DURATION_BOUNDS_S, TOP_ERRORS_PER_HOUR, WAIT_BOUNDS_S, error_key
 from ..storage.store import Store
 
 RANGES = {"1h": ("1m", 60, 60), "24h": ("1m", 60, 1440), "7d": ("1h", 3600, 168), "30d": ("1h", 3600, 720)}
@@ -70,7 +71,7 @@ class Window(BaseModel):
 
     def overall(self) -> Window:
         """The whole range as one bucket holding those sums, for code that adds counters over buckets."""
-        at = self.buckets[0].at if self.buckets else datetime.fromtimestamp(0, timezone.utc)
+        at = self.buckets[0].at if self.buckets else datetime.fromtimestamp(0, UTC)
         return Window.model_construct(range=self.range, resolution=self.resolution, top_errors=self.top_errors,
                                       buckets=[Bucket.model_construct(at=at, counters=self.totals)])
 
@@ -150,7 +151,7 @@ def percentile(hist: dict[str, float], bounds: tuple[float, ...], q: float) -> f
     edges = [0.0, *bounds, math.inf]
     labels = [f"{b:g}" for b in bounds] + ["inf"]
     seen = 0.0
-    for lower, upper, label in zip(edges, edges[1:], labels):
+    for (lower, upper), label in zip(pairwise(edges), labels, strict=True):
         n = hist.get(label, 0)
         if n and seen + n >= q * total:
             if math.isinf(upper):
@@ -172,9 +173,9 @@ async def window(store: Store, range_: str, now: float | None = None) -> Window:
         for hour in hours:
             pipe.zrevrange(error_key(store.keys, hour), 0, TOP_ERRORS_PER_HOUR - 1, withscores=True)
         rows = await pipe.execute()
-    buckets = [Bucket.model_construct(at=datetime.fromtimestamp(s, timezone.utc),
+    buckets = [Bucket.model_construct(at=datetime.fromtimestamp(s, UTC),
                                       counters={k: float(v) for k, v in row.items()})
-               for s, row in zip(starts, rows)]  # built here from Redis's numbers: nothing to validate
+               for s, row in zip(starts, rows[:len(starts)], strict=True)]  # Redis's numbers: nothing to validate
     errors: dict[str, float] = {}
     for top in rows[len(starts):]:
         for message, n in top:

@@ -13,11 +13,11 @@ import base64
 import orjson
 from pydantic import BaseModel, ConfigDict, Field, ValidationError
 
-from . import history
 from ..errors import InvalidPayload
-from .history import HistoryQuery
 from ..models import Job
 from ..storage.store import Store
+from . import history
+from .history import HistoryQuery
 
 Row = tuple[float, str]  # (index score, job id)
 
@@ -61,13 +61,15 @@ async def page(store: Store, q: HistoryQuery, limit: int, cursor: Cursor | None 
 async def window(store: Store, q: HistoryQuery, n: int, cursor: Cursor | None) -> list[Row]:
     """The first `n` rows after `cursor`, in order. The indexes give rows by score alone, so reading
     goes on until the `n`th row's score is passed: its equals are then all read and sorted by id."""
-    p = await history.plan(store, q)
+    p = await history.plan(store, q, sized=False)
     if cursor is not None:
         p.hi = repr(cursor.score)  # inclusive: equal scores with a lower id come next
     rows: list[Row] = []
     async for ids in history.Scan(store, p, q).batches():
+        if not ids:  # none of this batch matched, and ZMSCORE refuses an empty list
+            continue
         scores = await store.redis.zmscore(store.keys.all, ids)
-        read = [(float(score), job_id) for score, job_id in zip(scores, ids) if score is not None]
+        read = [(float(score), job_id) for score, job_id in zip(scores, ids, strict=True) if score is not None]
         rows += [row for row in read if cursor is None or row < cursor.row]
         if len(rows) >= n and read and read[-1][0] < sorted(rows, reverse=True)[n - 1][0]:
             break

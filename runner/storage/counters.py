@@ -1,7 +1,7 @@
 """The metric counters a transition adds to the buckets, and the queue-depth sampler.
 
-Counters live in the hashes `{prefix}m:1m:{minute}` and `{prefix}m:1h:{hour}` (lua/transition.lua
-adds every counter to both), error messages in one sorted set per hour; reads/metrics.py reads them back.
+Counters live in the hashes Keys.metrics("1m", minute) and ("1h", hour) (lua/transition.lua adds every
+counter to both), error messages in one sorted set per hour (Keys.errors); reads/metrics.py reads them back.
 """
 from __future__ import annotations
 
@@ -11,12 +11,12 @@ from datetime import datetime
 from typing import Any
 
 from ..models import Job, Priority
-from .keys import Keys
+from .keys import BUCKET_SECONDS, BUCKET_TTL_S, Keys
 from .store import Store
 
 DURATION_BOUNDS_S = (0.1, 0.25, 0.5, 1, 2.5, 5, 10, 30, 60, 120, 300, 600, 1800, 3600)
 WAIT_BOUNDS_S = (0.1, 0.5, 1, 5, 10, 30, 60, 300, 900, 3600)
-TTL_S = {"1m": 3 * 86400, "1h": 35 * 86400}
+TTL_S = BUCKET_TTL_S
 TOP_ERRORS_PER_HOUR = 50
 ERROR_CHARS = 300
 
@@ -39,7 +39,7 @@ def failure_counters(job: Job, final: bool) -> dict[str, float]:
 
 
 def error_key(keys: Keys, at: float) -> str:
-    return f"{keys.prefix}m:errors:1h:{int(at // 3600 * 3600)}"
+    return keys.errors(int(at // 3600 * 3600))
 
 
 def error_calls(keys: Keys, error: str | None, now: datetime) -> list[list[Any]]:
@@ -58,18 +58,18 @@ def normalise(message: str) -> str:
 async def sample_depth(store: Store, every_s: float = 5.0) -> bool:
     """Add the queue depth per priority to the current buckets, at most once per `every_s` over all
     workers; charts divide `depth:{priority}` by `depth_n` for the mean depth of a bucket."""
-    keys = store.keys
-    if not await store.redis.set(f"{keys.prefix}duty:depth", "1", nx=True, px=int(every_s * 1000)):
+    if not await store.take_duty("depth", every_s):
         return False
+    keys = store.keys
     now = time.time()
     async with store.redis.pipeline(transaction=False) as pipe:
         for priority in Priority:
             pipe.zcard(keys.pending(priority))
         depth = await pipe.execute()
     async with store.redis.pipeline(transaction=True) as pipe:
-        for resolution, size in (("1m", 60), ("1h", 3600)):
+        for resolution, size in BUCKET_SECONDS.items():
             key = keys.metrics(resolution, int(now // size * size))
-            for priority, n in zip(Priority, depth):
+            for priority, n in zip(Priority, depth, strict=True):
                 pipe.hincrbyfloat(key, f"depth:{priority.value}", n)
             pipe.hincrbyfloat(key, "depth_n", 1)
             pipe.expire(key, TTL_S[resolution])

@@ -1,11 +1,32 @@
-"""Redis key names: Taskdeck's own under one prefix, and the ARQ 0.28 keys that Taskdeck touches."""
+"""Redis key names: Taskdeck's own under one prefix, and the ARQ 0.28 keys that Taskdeck touches.
+
+The Lua scripts spell no key name either: `Keys.lua` renders these same methods as Lua functions
+(store.prelude puts them in front of every script), so a name changes here or nowhere.
+"""
 from __future__ import annotations
 
-from arq.constants import abort_jobs_ss, in_progress_key_prefix, job_key_prefix, result_key_prefix, retry_key_prefix
+import inspect
+import re
+from collections.abc import Callable, Iterable, Mapping
+
+from arq.constants import (
+    abort_jobs_ss,
+    default_queue_name,
+    in_progress_key_prefix,
+    job_key_prefix,
+    result_key_prefix,
+    retry_key_prefix,
+)
+
+from ..models import JobStatus
+
+BUCKET_SECONDS = {"1m": 60, "1h": 3600}  # metric bucket resolutions: `metrics(resolution, start)`
+BUCKET_TTL_S = {"1m": 3 * 86400, "1h": 35 * 86400}
+PENDING = (JobStatus.queued, JobStatus.retrying)  # the statuses that `pending(priority)` holds
 
 
 class Keys:
-    def __init__(self, prefix: str, queue: str) -> None:
+    def __init__(self, prefix: str, queue: str = default_queue_name) -> None:
         self.prefix = prefix
         self.queue = queue
         self.all = f"{prefix}idx:all"
@@ -16,6 +37,10 @@ class Keys:
         self.limits = f"{prefix}limits"
         self.wake = f"{prefix}wake"
         self.workers = f"{prefix}workers"  # worker id -> the time until which it counts as alive
+        self.llm_endpoints = f"{prefix}llm:endpoints"  # every LLM endpoint a worker has called
+        self.tokens = f"{prefix}tokens"  # API bearer tokens: SHA-256 of the token -> its record (policy.tokens)
+        self.schedules = f"{prefix}schedules"  # schedule name -> the schedule (client.schedules)
+        self.sources_all = f"{prefix}sources:all"  # every owner's sources, each a member(owner, url) (web.sources)
 
     def job(self, job_id: str) -> str:
         return f"{self.prefix}job:{job_id}"
@@ -38,6 +63,10 @@ class Keys:
     def metrics(self, resolution: str, bucket: int) -> str:
         return f"{self.prefix}m:{resolution}:{bucket}"
 
+    def errors(self, hour: int) -> str:
+        """The error messages of one hour's failed attempts, counted (a sorted set)."""
+        return f"{self.prefix}m:errors:1h:{hour}"
+
     def idempotency(self, user: str, key: str) -> str:
         """A submitter's own namespace: another user's key of the same text is another key."""
         return f"{self.prefix}idem:user:{user}:{key}"
@@ -50,10 +79,67 @@ class Keys:
         return f"{self.prefix}rate:{user}"
 
     def parked(self, kind: str, name: str) -> str:
+        """The jobs held back by one running limit (kind user, org, type or global), by queue score."""
         return f"{self.prefix}parked:{kind}:{name}"
+
+    def running(self, kind: str, name: str) -> str:
+        """The processing jobs of one limit's scope (global has none: it counts `status(processing)`)."""
+        return f"{self.prefix}running:{kind}:{name}"
+
+    @staticmethod
+    def limit_field(kind: str, name: str) -> str:
+        """A running limit's field in the `limits` hash: "user:a@x.io"."""
+        return f"{kind}:{name}"
 
     def worker(self, worker_id: str) -> str:
         return f"{self.prefix}worker:{worker_id}"
+
+    def duty(self, name: str) -> str:
+        """A lock that one worker of all takes for a while to do `name` (sample the depth, sweep...)."""
+        return f"{self.prefix}duty:{name}"
+
+    def llm_breaker(self, endpoint: str) -> str:
+        return f"{self.prefix}llm:breaker:{endpoint}"
+
+    def llm_probe(self, endpoint: str) -> str:
+        """Held by the one call that tries a half-open breaker's endpoint again."""
+        return f"{self.llm_breaker(endpoint)}:probe"
+
+    def llm_budget(self, endpoint: str) -> str:
+        return f"{self.prefix}llm:budget:{endpoint}"
+
+    def llm_modes(self, endpoint: str) -> str:
+        """Per model: the structured-output mode an `auto` endpoint turned out to need ("text")."""
+        return f"{self.prefix}llm:modes:{endpoint}"
+
+    def llm_usage(self, job_id: str) -> str:
+        """A job's LLM usage per step (a hash: "<step>\\t<measure>" -> total)."""
+        return f"{self.prefix}llm:usage:{job_id}"
+
+    def llm_calls(self, job_id: str) -> str:
+        """A job's LLM call log (a list of Call JSON)."""
+        return f"{self.prefix}llm:calls:{job_id}"
+
+    def parts(self, job_id: str) -> str:
+        """A generation's completed parts (part key -> reply JSON), kept so that a retry resumes."""
+        return f"{self.prefix}parts:{job_id}"
+
+    def source(self, owner: str, url: str) -> str:
+        """One owner's record of an outside source (web.sources)."""
+        return f"{self.prefix}source:{owner}:{url}"
+
+    def sources(self, owner: str) -> str:
+        """An owner's sources (URLs), scored by when each was last checked."""
+        return f"{self.prefix}sources:{owner}"
+
+    def feed_seen(self, owner: str, url: str) -> str:
+        return f"{self.prefix}feed:seen:{owner}:{url}"
+
+    def feed_items(self, owner: str, url: str) -> str:
+        return f"{self.prefix}feed:items:{owner}:{url}"
+
+    def page(self, owner: str, url: str) -> str:
+        return f"{self.prefix}page:{owner}:{url}"
 
     abort = abort_jobs_ss
 
@@ -72,3 +158,64 @@ class Keys:
     @staticmethod
     def arq_result(job_id: str) -> str:
         return result_key_prefix + job_id
+
+    def lua(self, names: Iterable[str]) -> str:
+        """These attributes as a Lua table: a key (`K.all`) as its name, a method (`K.job(id)`) as a
+        function building the same names."""
+        return lua_table({name: LuaCode(lua_builder(getattr(self, name))) for name in names})
+
+
+def bucket_start(resolution: str, at: float) -> int:
+    """The start of the `resolution` bucket holding time `at` (seconds): the `bucket` of `Keys.metrics`."""
+    size = BUCKET_SECONDS[resolution]
+    return int(at // size * size)
+
+
+class LuaCode(str):
+    """Lua source that lua_value writes as it is (a function), not as a string."""
+
+
+def lua_builder(key: str | Callable[..., str]) -> str:
+    """A key (a string) as a Lua string; a method building keys as a Lua function doing the same: it is
+    called with markers for its arguments, and its text between them becomes the function's literals."""
+    if isinstance(key, str):
+        return lua_value(key)
+    arity = len(inspect.signature(key).parameters)
+    pieces = re.split("\0(\\d)\0", key(*(f"\0{i}\0" for i in range(arity))))
+    parts = [f"a{piece}" if n % 2 else lua_value(piece) for n, piece in enumerate(pieces) if n % 2 or piece]
+    params = ", ".join(f"a{i}" for i in range(arity))
+    return f"function({params}) return {' .. '.join(parts)} end"
+
+
+def lua_string(text: str) -> str:
+    """A Lua 5.1 string literal of any text: printable ASCII as itself, every other byte as \\ddd."""
+    escaped = "".join(chr(b) if 32 <= b < 127 and b not in b'"\\' else f"\\{b:03d}" for b in text.encode())
+    return f'"{escaped}"'
+
+
+def lua_value(value: object) -> str:
+    """A Python constant (str, int, float, bool, list, tuple, frozenset as a set, dict) as a Lua value."""
+    if isinstance(value, LuaCode):
+        return str(value)
+    if isinstance(value, str):
+        return lua_string(value)
+    if isinstance(value, bool):
+        return "true" if value else "false"
+    if isinstance(value, int | float):
+        return repr(value)
+    if isinstance(value, frozenset | set):
+        return lua_table(dict.fromkeys(sorted(value), True))
+    if isinstance(value, Mapping):
+        return lua_table(value)
+    if isinstance(value, list | tuple):
+        return "{" + ", ".join(lua_value(item) for item in value) + "}"
+    raise TypeError(f"no Lua value for {value!r}")
+
+
+def lua_table(fields: Mapping[str, object]) -> str:
+    return "{" + ", ".join(f"[{lua_string(str(k))}] = {lua_value(v)}" for k, v in fields.items()) + "}"
+
+
+def lua_locals(values: Mapping[str, object]) -> str:
+    """`local NAME = value` for each, on one line: how a script gets the constants Python holds."""
+    return " ".join(f"local {name} = {lua_value(value)}" for name, value in values.items())

@@ -2,17 +2,23 @@
 
 Every change to a record goes through one Lua script (lua/transition.lua) so that the record, its
 indexes, metric buckets, the event stream and ARQ's own keys never disagree, even for a moment.
+The scripts spell no key name, status or TTL: `prelude` gives them Python's own (keys.py, models.py),
+a TransitionSpec is what a change asks for, and `outcome` decodes what the script answers.
 """
 from __future__ import annotations
 
 import asyncio
+import re
 import socket
 import time
 from collections.abc import AsyncIterator, Iterable, Sequence
 from contextlib import asynccontextmanager
+from dataclasses import dataclass
 from datetime import datetime
+from enum import IntEnum
+from functools import cache
 from importlib.resources import files
-from typing import Any, NamedTuple
+from typing import Any, Literal, NamedTuple, NotRequired, TypedDict
 from urllib.parse import urlsplit, urlunsplit
 
 import orjson
@@ -25,15 +31,16 @@ from redis.backoff import ExponentialBackoff
 from redis.commands.core import AsyncScript
 
 from ..errors import RedisUnavailable
-from .keys import Keys
-from ..models import LIST_FIELDS, Attempt, Job, JobStatus
+from ..models import LIST_FIELDS, TERMINAL, Attempt, Job, JobStatus, Priority
 from ..settings import Settings
+from .keys import BUCKET_SECONDS, BUCKET_TTL_S, PENDING, Keys, lua_locals
 
-TRANSITION = files("runner.storage").joinpath("lua/transition.lua").read_text()
-CLAIM = files("runner.storage").joinpath("lua/claim.lua").read_text()
-LEASE = files("runner.storage").joinpath("lua/lease.lua").read_text()
 ABORT_MAX_AGE_MS = 3_600_000
+# Store's scripts, each the lua/ files it is made of (parking.lua: the unpark that transition and release share).
+SCRIPTS = {"transition": ("parking", "transition"), "claim": ("claim",), "lease": ("lease",),
+           "release": ("parking", "release")}
 ATTEMPT_FIELD = "attempt:"
+LIST_FIELD_NAMES = list(LIST_FIELDS)
 
 
 def dumps(value: Any) -> str:
@@ -91,8 +98,9 @@ def connect(settings: Settings, resilient: bool = False) -> Redis:
     )
     if settings.url.startswith("rediss://"):
         options["ssl_check_hostname"] = True
-    return Redis.from_url(settings.url, decode_responses=True, health_check_interval=30,
-                          socket_connect_timeout=min(2.0, settings.redis_timeout_s), **options)
+    client: Redis = Redis.from_url(settings.url, decode_responses=True, health_check_interval=30,
+                                   socket_connect_timeout=min(2.0, settings.redis_timeout_s), **options)
+    return client
 
 
 class Batched:
@@ -135,7 +143,7 @@ class Batched:
                 results = await pipe.execute(raise_on_error=False)
         except Exception as e:
             results = [e] * len(batch)
-        for (keys, args, future), result in zip(batch, results):
+        for (keys, args, future), result in zip(batch, results, strict=True):
             if isinstance(result, redis_errors.NoScriptError):
                 await self.one(keys, args, future)  # Redis restarted or flushed its scripts: loads it again
             else:
@@ -157,6 +165,143 @@ class Claim(NamedTuple):
     record: dict[str, str]
 
 
+class Claimed(NamedTuple):
+    """What one poll took (lua/claim.lua): the claimed jobs in queue order, and every id asked to abort."""
+
+    claims: list[Claim]
+    aborts: list[str]
+
+
+def claimed(reply: list[Any]) -> Claimed:
+    """lua/claim.lua's reply {{{id, score, {field, value, ...}}, ...}, {abort id, ...}} as Claimed."""
+    jobs, aborts = reply
+    return Claimed([Claim(job_id, int(float(score)), dict(zip(raw[::2], raw[1::2], strict=True)))
+                    for job_id, score, raw in jobs], aborts)
+
+
+Lease = Literal["renew", "release"]
+
+
+class Who(TypedDict):
+    """The owner fields of a record, which never change: passed along so that the script need not read them."""
+
+    type: str
+    user: str
+    priority: str
+    org: str
+
+
+class Create(Who):
+    """A new record: its score in the indexes (queued_at), and [key, seconds] of its idempotency key."""
+
+    score: float
+    idempotency: NotRequired[list[str | int]]
+
+
+class Audit(TypedDict):
+    action: str
+    by: str
+
+
+# One change of one record, as lua/transition.lua runs it (transitions.py builds them; JSON on the wire).
+TransitionSpec = TypedDict("TransitionSpec", {
+    # the guard: the change is refused unless every part given holds
+    "create": Create,  # the record does not exist yet
+    "from": list[str],  # its status is one of these
+    "match": dict[str, Any],  # these fields have these values
+    "unless": str,  # this field is unset
+    "absent": list[str],  # none of these keys exists
+    "not_in": list[str],  # the job is in none of these sorted sets
+    "rate": list[str | int],  # [key, most admissions, window s]: one more admission in a sliding window
+    "limits": dict[str, int | None],  # running limits by kind (user, org, type, global): parked when one is full
+    "queued_score": int,  # where a parked job goes back in ARQ's queue (else its score there now)
+    # the change
+    "who": Who,
+    "delete": bool,  # the record and its index entries
+    "set": dict[str, str],  # fields, JSON-encoded
+    "incr": dict[str, int],
+    "status": JobStatus,
+    "metrics": dict[str, float],  # counters added to the metric buckets
+    "event": dict[str, Any],  # the fields of the entry in the event stream
+    "audit": Audit,
+    "calls": list[list[Any]],  # Redis commands that happen with it (ARQ's keys)
+    "wake": bool,  # wake the workers up
+    "retention": float,  # seconds a finished record is kept (Store.apply fills it in)
+    "maxlen": int,  # of the event and audit streams (Store.apply fills it in)
+}, total=False)
+
+
+class Reply(IntEnum):
+    """What lua/transition.lua did, the first element of its reply (REPLY in its prelude)."""
+
+    refused = 0
+    applied = 1
+    parked = 2
+    rate = 3
+    duplicate = 4
+
+
+@dataclass(frozen=True, slots=True)
+class Outcome:
+    """What one transition did (decoded by `outcome`).
+
+    applied        the change was written
+    status         the status before the change, or now if refused; "" when there is no record
+    parked         refused for now: a running limit is full, and the job waits off the queue
+    retry_after_s  refused: the hourly admissions (spec `rate`) are used up; seconds until one frees
+    first_id       refused: the create's idempotency key was used first by this job
+    """
+
+    applied: bool
+    status: str = ""
+    parked: bool = False
+    retry_after_s: int | None = None
+    first_id: str | None = None
+
+
+def outcome(reply: list[Any]) -> Outcome:
+    """lua/transition.lua's reply {code, status, detail} as an Outcome: the one place that reads it."""
+    code, status, detail = Reply(int(reply[0])), str(reply[1]), reply[2]
+    if code is Reply.rate:
+        return Outcome(False, status, retry_after_s=int(detail))
+    if code is Reply.duplicate:
+        return Outcome(False, status, first_id=str(detail))
+    return Outcome(code is Reply.applied, status, parked=code is Reply.parked)
+
+
+def transition_args(spec: TransitionSpec, at: float) -> list[str]:
+    """lua/transition.lua's ARGV: the time of the change (epoch seconds) and the spec."""
+    return [repr(at), orjson.dumps(spec).decode()]
+
+
+LUA_CONSTANTS: dict[str, object] = {
+    "STATUS": {status.name: status.value for status in JobStatus},
+    "STATUSES": [status.value for status in JobStatus],
+    "TERMINAL": frozenset(status.value for status in TERMINAL),
+    "PENDING": frozenset(status.value for status in PENDING),
+    "PRIORITIES": [priority.value for priority in Priority],
+    "BUCKETS": [{"resolution": name, "seconds": size, "ttl": BUCKET_TTL_S[name]}
+                for name, size in BUCKET_SECONDS.items()],
+    "REPLY": {reply.name: reply.value for reply in Reply},
+}
+
+
+def prelude(keys: Keys, source: str) -> str:
+    """What `source` needs of what Python holds, as Lua locals: K, the key names it uses (`K.all`,
+    `K.job(id)`: keys.py), and the LUA_CONSTANTS it names. All on one line, so that a Redis error's
+    line number is one more than the line in `source`."""
+    names = sorted(set(re.findall(r"\bK\.(\w+)", source)))
+    used = {name: value for name, value in LUA_CONSTANTS.items() if re.search(rf"\b{name}\b", source)}
+    return " ".join(([f"local K = {keys.lua(names)}"] if names else []) + [lua_locals(used)]) + "\n"
+
+
+@cache
+def script(prefix: str, queue: str, *names: str) -> str:
+    """lua/<name>.lua for each of `names`, in order, behind their prelude: one text per key prefix and queue."""
+    source = "\n".join(files("runner.storage").joinpath(f"lua/{name}.lua").read_text() for name in names)
+    return prelude(Keys(prefix, queue), source) + source
+
+
 class Store:
     """Reads and guarded writes of job records over one asyncio Redis connection pool."""
 
@@ -164,9 +309,11 @@ class Store:
         self.redis = redis
         self.settings = settings
         self.keys = Keys(settings.prefix, settings.queue_name)
-        self._transition = Batched(redis, redis.register_script(TRANSITION))
-        self._claim = redis.register_script(CLAIM)
-        self._lease = redis.register_script(LEASE)
+        scripts = {name: script(self.keys.prefix, self.keys.queue, *parts) for name, parts in SCRIPTS.items()}
+        self._transition = Batched(redis, redis.register_script(scripts["transition"]))
+        self._claim = redis.register_script(scripts["claim"])
+        self._lease = redis.register_script(scripts["lease"])
+        self._release = redis.register_script(scripts["release"])
 
     @asynccontextmanager
     async def guard(self, what: str = "nothing was written") -> AsyncIterator[None]:
@@ -176,29 +323,29 @@ class Store:
         except UNREACHABLE as e:
             raise unavailable(self.settings.url, e, what) from None
 
-    async def apply(self, job_id: str, spec: dict[str, Any], now: datetime | None = None) -> tuple[bool, str]:
-        """Run one guarded change (see lua/transition.lua); returns (applied, status before)."""
+    async def apply(self, job_id: str, spec: TransitionSpec, now: datetime | None = None) -> Outcome:
+        """Run one guarded change (see lua/transition.lua)."""
         spec.setdefault("retention", self.settings.retention_days * 86400)
         spec.setdefault("maxlen", self.settings.events_maxlen)
-        spec.setdefault("queue", self.keys.queue)
-        at = now.timestamp() if now else time.time()
-        args = [self.keys.prefix, repr(at), orjson.dumps(spec).decode()]
-        applied, status = await self._transition(keys=[self.keys.job(job_id)], args=args)
-        return bool(applied), status
+        args = transition_args(spec, now.timestamp() if now else time.time())
+        return outcome(await self._transition(keys=[self.keys.job(job_id)], args=args))
 
-    async def claim(self, owner: str, free: int, scan: int) -> tuple[list[Claim], list[str]]:
+    async def claim(self, owner: str, free: int, scan: int) -> Claimed:
         """Up to `free` due jobs taken for `owner` (see lua/claim.lua), and the ids asked to abort."""
         now_ms = int(time.time() * 1000)
-        args = [now_ms, free, scan, int(self.settings.lease_s * 1000), owner, self.keys.arq_in_progress(""),
-                self.keys.job(""), now_ms - ABORT_MAX_AGE_MS]
-        claimed, aborts = await self._claim(keys=[self.keys.queue, self.keys.abort], args=args)
-        return [Claim(job_id, int(float(score)), dict(zip(raw[::2], raw[1::2]))) for job_id, score, raw in claimed], aborts
+        lease_ms = int(self.settings.lease_s * 1000)
+        args: list[str | int] = [now_ms, free, scan, lease_ms, owner, now_ms - ABORT_MAX_AGE_MS]
+        return claimed(await self._claim(keys=[self.keys.queue, self.keys.abort], args=args))
 
-    async def leases(self, action: str, owner: str, job_ids: Iterable[str], client: Any = None) -> None:
+    async def leases(self, action: Lease, owner: str, job_ids: Iterable[str], client: Any = None) -> None:
         """`renew` or `release` `owner`'s leases on `job_ids` (lua/lease.lua)."""
-        args = [action, owner, int(time.time() * 1000), int(self.settings.lease_s * 1000),
-                self.keys.arq_in_progress(""), *job_ids]
+        args: list[str | int] = [action, owner, int(time.time() * 1000), int(self.settings.lease_s * 1000), *job_ids]
         await self._lease(keys=[self.keys.queue], args=args, client=client)
+
+    async def release_parked(self, kind: str, name: str, client: Any = None) -> None:
+        """Every job waiting on the running limit `kind`:`name` back to the queue (lua/release.lua), by
+        the same unpark as a transition's; `client`: a pipeline that also changes the limit."""
+        await self._release(args=[kind, name], client=client)
 
     async def release(self, job_id: str, owner: str) -> None:
         """Give up a claim that no transition ended: the job is due again at once."""
@@ -214,88 +361,30 @@ class Store:
             await pipe.execute()
 
     async def load(self, job_id: str) -> Job | None:
-        raw = await self.redis.hgetall(self.keys.job(job_id))
+        raw = await self.redis.hgetall(self.keys.job(job_id))  # type: ignore[misc]  # redis-py types replies `Awaitable[T] | T` for both clients
         return decode(raw) if raw else None
 
     async def status(self, job_id: str) -> JobStatus | None:
-        raw = await self.redis.hget(self.keys.job(job_id), "status")
+        raw = await self.redis.hget(self.keys.job(job_id), "status")  # type: ignore[misc]  # redis-py types replies `Awaitable[T] | T` for both clients
         return JobStatus(orjson.loads(raw)) if raw else None
 
     async def load_many(self, ids: Sequence[str]) -> list[Job]:
         async with self.redis.pipeline(transaction=False) as pipe:
             for job_id in ids:
-                pipe.hmget(self.keys.job(job_id), LIST_FIELDS)
+                pipe.hmget(self.keys.job(job_id), LIST_FIELD_NAMES)
             rows = await pipe.execute()
         jobs = []
         for row in rows:
             if row[0] is not None:
-                raw = {name: value for name, value in zip(LIST_FIELDS, row) if value is not None}
+                raw = {name: value for name, value in zip(LIST_FIELDS, row, strict=True) if value is not None}
                 jobs.append(decode(raw))
         return jobs
 
-    async def page(
-        self,
-        statuses: Iterable[str] = (),
-        filters: Iterable[str] = (),
-        limit: int = 50,
-        offset: int = 0,
-    ) -> list[str]:
-        """Ids newest first: in any of the status indexes (or all jobs), and in every filter index."""
-        sources = [self.keys.status(s) for s in statuses] or [self.keys.all]
-        filters = list(filters)
-        if len(sources) == 1 and not filters:
-            return await self.redis.zrevrange(sources[0], offset, offset + limit - 1)
-        if len(sources) == 1 and filters:
-            sizes = await self._sizes([*sources, *filters])
-            ordered = sorted(zip(sizes, [*sources, *filters]))
-            sources, filters = [ordered[0][1]], [key for _, key in ordered[1:]]
-        wanted, found = offset + limit, []
-        batch: list[str] = []
-        async for job_id in self._newest(sources):
-            batch.append(job_id)
-            if len(batch) >= 200:
-                found += await self._in_all(batch, filters)
-                batch = []
-                if len(found) >= wanted:
-                    break
-        if batch and len(found) < wanted:
-            found += await self._in_all(batch, filters)
-        return found[offset:wanted]
-
-    async def _sizes(self, keys: Sequence[str]) -> list[int]:
-        async with self.redis.pipeline(transaction=False) as pipe:
-            for key in keys:
-                pipe.zcard(key)
-            return await pipe.execute()
-
-    async def _in_all(self, ids: list[str], keys: Sequence[str]) -> list[str]:
-        """The ids that are members of every one of `keys`, in their order."""
-        if not keys:
-            return ids
-        async with self.redis.pipeline(transaction=False) as pipe:
-            for key in keys:
-                pipe.zmscore(key, ids)
-            scores = await pipe.execute()
-        return [job_id for i, job_id in enumerate(ids) if all(row[i] is not None for row in scores)]
-
-    async def _newest(self, sources: Sequence[str], chunk: int = 200) -> AsyncIterator[str]:
-        """Merge sorted sets newest first, reading each in chunks."""
-        buffers: dict[str, list[tuple[str, float]]] = {key: [] for key in sources}
-        offsets = dict.fromkeys(sources, 0)
-        exhausted: set[str] = set()
-        while True:
-            for key in sources:
-                if not buffers[key] and key not in exhausted:
-                    rows = await self.redis.zrevrange(key, offsets[key], offsets[key] + chunk - 1, withscores=True)
-                    offsets[key] += len(rows)
-                    buffers[key] = list(reversed(rows))
-                    if len(rows) < chunk:
-                        exhausted.add(key)
-            live = [key for key in sources if buffers[key]]
-            if not live:
-                return
-            best = max(live, key=lambda key: buffers[key][-1][1])
-            yield buffers[best].pop()[0]
+    async def take_duty(self, name: str, every_s: float, holder: str = "1") -> bool:
+        """True for one caller of all every `every_s` seconds, for work that one worker does for all
+        (`SET {prefix}duty:<name> NX PX`); `holder` is the value the key keeps meanwhile."""
+        key = self.keys.duty(name)
+        return bool(await self.redis.set(key, holder, nx=True, px=int(every_s * 1000)))
 
 
 def blocking(settings: Settings) -> SyncRedis:

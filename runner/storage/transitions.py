@@ -1,6 +1,6 @@
 """The specs of every job transition, for lua/transition.lua: pure functions, no I/O.
 
-Each returns the dict that Store.apply runs atomically: the guard (`from`, `match`, `absent`,
+Each returns the TransitionSpec that Store.apply runs atomically: the guard (`from`, `match`, `absent`,
 `unless`), the fields to set, the new status, the metric counters, the event, and the commands on
 ARQ's keys that must happen together with it.
 """
@@ -12,10 +12,10 @@ from typing import Any
 import orjson
 from arq.jobs import serialize_job
 
+from ..models import ACTIVE, TERMINAL, Attempt, Job, JobStatus, Priority, Step, StepStatus
 from . import counters as tally
 from .keys import Keys
-from ..models import ACTIVE, Attempt, Job, JobStatus, Priority, Step, StepStatus
-from .store import dumps, encode
+from .store import TransitionSpec, Who, dumps, encode
 
 ARQ_FUNCTION = "taskdeck"
 ACTIVE_NAMES = [s.value for s in ACTIVE]
@@ -67,7 +67,7 @@ def close_steps(steps: list[Step], outcome: StepStatus, now: datetime, error: st
     return closed
 
 
-def who(job: Job) -> dict[str, str]:
+def who(job: Job) -> Who:
     """The owner fields of a record, which never change: passed along so that the script need not read them."""
     return {"type": job.type, "user": job.user_id, "priority": job.priority.value, "org": job.org_id}
 
@@ -76,7 +76,7 @@ def counters(job: Job, name: str, **extra: float) -> dict[str, float]:
     return {name: 1, f"{name}:{job.type}": 1, **extra}
 
 
-def create(job: Job, keys: Keys, aging_s: float, by: str) -> dict[str, Any]:
+def create(job: Job, keys: Keys, aging_s: float, by: str) -> TransitionSpec:
     fields = job.model_dump(exclude={"attempt_log", "partial", "status"})
     return {
         "create": {"score": job.queued_at.timestamp(), "type": job.type, "user": job.user_id, "priority": job.priority,
@@ -92,7 +92,7 @@ def create(job: Job, keys: Keys, aging_s: float, by: str) -> dict[str, Any]:
 
 
 def start(job: Job, worker: str, steps: tuple[str, ...], now: datetime, in_progress: str, lease_ms: int,
-          lost: Attempt | None, limits: dict[str, int | None], queued_score: int | None = None) -> dict[str, Any]:
+          lost: Attempt | None, limits: dict[str, int | None], queued_score: int | None = None) -> TransitionSpec:
     """processing, unless a running limit (user, org, type, global) is reached: then the job is parked
     off ARQ's queue, with the reason, until a job of the same scope leaves processing; it goes back
     with `queued_score`, its place in the queue before it was claimed."""
@@ -113,7 +113,7 @@ def start(job: Job, worker: str, steps: tuple[str, ...], now: datetime, in_progr
     }
 
 
-def progress(attempt: int, fields: dict[str, Any], owner: Job | None = None) -> dict[str, Any]:
+def progress(attempt: int, fields: dict[str, Any], owner: Job | None = None) -> TransitionSpec:
     return {
         "from": [JobStatus.processing], "match": {"attempts": attempt}, "set": encode(fields),
         **({"who": who(owner)} if owner else {}),
@@ -121,7 +121,7 @@ def progress(attempt: int, fields: dict[str, Any], owner: Job | None = None) -> 
     }
 
 
-def complete(job: Job, record: Attempt, result: Any, now: datetime, keys: Keys, max_bytes: int) -> dict[str, Any]:
+def complete(job: Job, record: Attempt, result: Any, now: datetime, keys: Keys, max_bytes: int) -> TransitionSpec:
     calls: list[list[Any]] = []
     encoded = dumps(result)
     if len(encoded) > max_bytes:
@@ -140,13 +140,14 @@ def complete(job: Job, record: Attempt, result: Any, now: datetime, keys: Keys, 
     }
 
 
-def fail(job: Job, record: Attempt, now: datetime, keys: Keys, retry_at: datetime | None) -> dict[str, Any]:
+def fail(job: Job, record: Attempt, now: datetime, keys: Keys, retry_at: datetime | None) -> TransitionSpec:
     """A failed attempt: `retrying` until `retry_at` when one is given, else `failed` for good."""
     fields: dict[str, Any] = {"last_error": record.error, "updated_at": now, "eta": None, "steps": record.steps,
                               f"attempt:{record.number}": record}
     if retry_at:
         fields["next_attempt_at"] = retry_at
-        status, metric, calls = JobStatus.retrying, "retried", [["ZADD", keys.queue, "XX", int(retry_at.timestamp() * 1000), job.id]]
+        due_ms = int(retry_at.timestamp() * 1000)
+        status, metric, calls = JobStatus.retrying, "retried", [["ZADD", keys.queue, "XX", due_ms, job.id]]
     else:
         fields["completed_at"] = now
         status, metric, calls = JobStatus.failed, "failed", dequeue_calls(keys, job.id)
@@ -159,25 +160,26 @@ def fail(job: Job, record: Attempt, now: datetime, keys: Keys, retry_at: datetim
     }
 
 
-def cancelled(job: Job, now: datetime, keys: Keys, by: str | None = None, record: Attempt | None = None) -> dict[str, Any]:
+def cancelled(job: Job, now: datetime, keys: Keys, by: str | None = None,
+              record: Attempt | None = None) -> TransitionSpec:
     """Final `cancelled`: a queued job leaves ARQ's queue; a running one was aborted by its worker."""
     fields: dict[str, Any] = {"completed_at": now, "updated_at": now, "eta": None}
-    audit = {}
     if by:
         fields |= {"cancel_requested_by": by, "cancel_requested_at": now}
-        audit = {"audit": {"action": "cancel", "by": by}}
     if record:
         fields |= {"steps": record.steps, f"attempt:{record.number}": record}
-    return {
+    spec: TransitionSpec = {
         "from": [job.status], "match": {"attempts": job.attempts}, "who": who(job),
         "set": encode(fields), "status": JobStatus.cancelled, "metrics": counters(job, "cancelled"),
         "event": {"event": "cancelled", "by": by or job.cancel_requested_by or "", "step": job.current_step or ""},
         "calls": [] if record else dequeue_calls(keys, job.id),
-        **audit,
     }
+    if by:
+        spec["audit"] = {"action": "cancel", "by": by}
+    return spec
 
 
-def cancel_request(job: Job, by: str, now: datetime, keys: Keys) -> dict[str, Any]:
+def cancel_request(job: Job, by: str, now: datetime, keys: Keys) -> TransitionSpec:
     """Ask the worker running `job` to abort it (ARQ's abort set); the worker writes `cancelled`."""
     return {
         "from": [JobStatus.processing], "match": {"attempts": job.attempts}, "unless": "cancel_requested_by",
@@ -189,7 +191,7 @@ def cancel_request(job: Job, by: str, now: datetime, keys: Keys) -> dict[str, An
     }
 
 
-def handback(job: Job, record: Attempt, now: datetime, keys: Keys, aging_s: float) -> dict[str, Any]:
+def handback(job: Job, record: Attempt, now: datetime, keys: Keys, aging_s: float) -> TransitionSpec:
     """A worker shutting down returns its job to the queue, due at once, without charging it an attempt."""
     return {
         "from": [JobStatus.processing], "match": {"attempts": job.attempts}, "who": who(job),
@@ -200,10 +202,11 @@ def handback(job: Job, record: Attempt, now: datetime, keys: Keys, aging_s: floa
     }
 
 
-def lost(job: Job, record: Attempt, now: datetime, keys: Keys, aging_s: float) -> dict[str, Any]:
+def lost(job: Job, record: Attempt, now: datetime, keys: Keys, aging_s: float) -> TransitionSpec:
     """A processing job whose lease lapsed: its worker is gone. Queued again (ARQ's job rewritten,
     in case ARQ had dropped it), or failed if it has no attempts left."""
     in_progress = keys.arq_in_progress(job.id)
+    spec: TransitionSpec
     if job.attempts >= job.max_attempts:
         spec = fail(job, record, now, keys, retry_at=None)
     else:
@@ -217,7 +220,7 @@ def lost(job: Job, record: Attempt, now: datetime, keys: Keys, aging_s: float) -
     return spec
 
 
-def unreadable(job_id: str, error: str, now: datetime, keys: Keys) -> dict[str, Any]:
+def unreadable(job_id: str, error: str, now: datetime, keys: Keys) -> TransitionSpec:
     """A record that no longer parses as a Job (edited by hand, or written by another version)."""
     return {
         "from": ACTIVE_NAMES, "status": JobStatus.failed,
@@ -227,11 +230,12 @@ def unreadable(job_id: str, error: str, now: datetime, keys: Keys) -> dict[str, 
     }
 
 
-def orphaned(job: Job, now: datetime, keys: Keys, aging_s: float) -> dict[str, Any]:
+def orphaned(job: Job, now: datetime, keys: Keys, aging_s: float) -> TransitionSpec:
     """A waiting job missing from ARQ's queue: written back to it, at the cost of one attempt."""
     record = Attempt(number=job.attempts + 1, started_at=now, finished_at=now, outcome="lost",
                      error="its ARQ queue entry was missing or unreadable")
     charged = job.model_copy(update={"attempts": job.attempts + 1})
+    spec: TransitionSpec
     if charged.attempts >= job.max_attempts:
         spec = fail(job, record, now, keys, retry_at=None)
     else:
@@ -247,7 +251,7 @@ def orphaned(job: Job, now: datetime, keys: Keys, aging_s: float) -> dict[str, A
 
 
 def retry(job: Job, by: str, now: datetime, keys: Keys, steps: tuple[str, ...], attempts: int,
-          aging_s: float) -> dict[str, Any]:
+          aging_s: float) -> TransitionSpec:
     """A manual retry of a failed or cancelled job: the same id, queued again with fresh attempts.
 
     Refused while ARQ still holds the last attempt (its in-progress key): ARQ's own clean-up of that
@@ -268,3 +272,8 @@ def retry(job: Job, by: str, now: datetime, keys: Keys, steps: tuple[str, ...], 
         "calls": [["DEL", keys.artifact(job.id)], *enqueue_calls(keys, job.id, job.priority, now, aging_s)],
         "wake": True,
     }
+
+
+def purge() -> TransitionSpec:
+    """A finished record past its retention deleted, with its index entries (the heartbeat's prune)."""
+    return {"from": sorted(status.value for status in TERMINAL), "delete": True}

@@ -84,7 +84,8 @@ def plan(brief: BrandKitPayload) -> list[Part]:
 
 
 def positioning(done: Done) -> str:
-    return done["identity"].positioning
+    identity: Identity = done["identity"]
+    return identity.positioning
 
 
 def assemble(brief: BrandKitPayload, done: Done) -> BrandKit:

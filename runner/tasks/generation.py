@@ -11,11 +11,11 @@ from typing import Any, Generic, TypeVar
 import orjson
 from pydantic import BaseModel, ConfigDict, Field, ValidationError
 
-from ..web import sources
 from ..context import TaskContext
-from ..storage.keys import Keys
 from ..llm import LLM_SETTINGS
 from ..registry import Backoff, TaskFunction, task
+from ..storage.keys import Keys
+from ..web import sources
 from ..worker.runtime import Runtime, runtime
 
 P = TypeVar("P", bound=BaseModel)
@@ -59,10 +59,6 @@ class Recipe(Generic[P, R]):
     plan: Callable[[P], list[Part]]
     assemble: Callable[[P, Done], R]
     sources: Callable[[P], Sequence[str]] | None = None
-
-
-def parts_key(prefix: str, job_id: str) -> str:
-    return f"{prefix}parts:{job_id}"
 
 
 def batches(total: int, size: int) -> list[tuple[int, int]]:
@@ -132,16 +128,16 @@ class Session:
         self.llm = rt.llm()
         self.task_type, self.user = task_type, user
         self.kept = kept
-        self.key = parts_key(rt.prefix, ctx.job_id)
+        self.key = Keys(rt.prefix, rt.settings.queue_name).parts(ctx.job_id)
 
     @classmethod
     async def open(cls, ctx: TaskContext, rt: Runtime) -> Session:
         """Read who the job is for, its usage so far (so this attempt adds to it) and its kept parts."""
         rt.llm()
-        job = Keys(rt.prefix, rt.settings.queue_name).job(ctx.job_id)
+        keys = Keys(rt.prefix, rt.settings.queue_name)
         async with rt.redis.pipeline(transaction=False) as pipe:
-            pipe.hmget(job, ["type", "user_id", "tokens_in", "tokens_out", "cost_usd"])
-            pipe.hgetall(parts_key(rt.prefix, ctx.job_id))
+            pipe.hmget(keys.job(ctx.job_id), ["type", "user_id", "tokens_in", "tokens_out", "cost_usd"])
+            pipe.hgetall(keys.parts(ctx.job_id))
             fields, kept = await pipe.execute()
         task_type, user, tokens_in, tokens_out, cost = (orjson.loads(v) if v else None for v in fields)
         if ctx.usage is None:

@@ -7,10 +7,10 @@ from typing import Any
 
 from pydantic import BaseModel, ConfigDict, Field
 
-from ..web import sources
 from ..context import TaskContext
 from ..errors import Fatal
 from ..registry import Backoff, task
+from ..web import sources
 from ..worker.runtime import runtime
 
 

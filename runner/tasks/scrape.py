@@ -6,11 +6,11 @@ import asyncio
 import orjson
 from pydantic import BaseModel, ConfigDict, Field
 
-from ..web import sources
 from ..context import TaskContext
 from ..errors import Fatal
 from ..models import utcnow
 from ..registry import Backoff, task
+from ..web import sources
 from ..worker.runtime import runtime
 
 

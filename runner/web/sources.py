@@ -22,14 +22,14 @@ from redis import Redis as SyncRedis
 from redis.asyncio import Redis
 from redis.asyncio.client import Pipeline
 
-from . import outbound
 from ..context import TaskContext
 from ..errors import Fatal, InvalidPayload, TaskdeckError
 from ..models import utcnow
-from .outbound import Fetched
-from ..storage.store import blocking
 from ..settings import Settings
-from ..storage.store import dumps
+from ..storage.keys import Keys
+from ..storage.store import blocking, dumps
+from . import outbound
+from .outbound import Fetched
 
 UNHEALTHY_AFTER = 5
 ITEMS_KEPT = 500
@@ -96,20 +96,6 @@ def job_owner(ctx: TaskContext) -> str:
     return owner_of(ctx.user_id, ctx.org_id)
 
 
-def source_key(prefix: str, owner: str, url: str) -> str:
-    return f"{prefix}source:{owner}:{url}"
-
-
-def index_key(prefix: str, owner: str) -> str:
-    """An owner's sources (URLs), scored by when each was last checked."""
-    return f"{prefix}sources:{owner}"
-
-
-def all_key(prefix: str) -> str:
-    """Every owner's sources, each a member(owner, url), scored like index_key (for admins)."""
-    return f"{prefix}sources:all"
-
-
 def member(owner: str, url: str) -> str:
     return orjson.dumps([owner, url]).decode()
 
@@ -119,24 +105,12 @@ def pair(raw: str) -> tuple[str, str]:
     return owner, url
 
 
-def seen_key(prefix: str, owner: str, url: str) -> str:
-    return f"{prefix}feed:seen:{owner}:{url}"
-
-
-def items_key(prefix: str, owner: str, url: str) -> str:
-    return f"{prefix}feed:items:{owner}:{url}"
-
-
-def page_key(prefix: str, owner: str, url: str) -> str:
-    return f"{prefix}page:{owner}:{url}"
-
-
 def decode(owner: str, url: str, raw: Mapping[str, str]) -> Source:
     return Source.model_validate({**{k: orjson.loads(v) for k, v in raw.items()}, "url": url, "owner": owner})
 
 
 async def load(redis: Redis, prefix: str, owner: str, url: str) -> Source:
-    return decode(owner, url, await redis.hgetall(source_key(prefix, owner, url)))
+    return decode(owner, url, await redis.hgetall(Keys(prefix).source(owner, url)))  # type: ignore[misc]  # redis-py types replies `Awaitable[T] | T` for both clients
 
 
 async def ensure_healthy(redis: Redis, prefix: str, owner: str, url: str) -> Source:
@@ -151,14 +125,14 @@ async def ensure_healthy(redis: Redis, prefix: str, owner: str, url: str) -> Sou
 async def succeeded(redis: Redis, prefix: str, owner: str, url: str, kind: str, **extra: str | None) -> None:
     fields = {"kind": kind, "healthy": True, "failures": 0, "last_ok_at": utcnow(), **extra}
     async with redis.pipeline(transaction=True) as pipe:
-        pipe.hset(source_key(prefix, owner, url), mapping={k: dumps(v) for k, v in fields.items()})
+        pipe.hset(Keys(prefix).source(owner, url), mapping={k: dumps(v) for k, v in fields.items()})
         indexed(pipe, prefix, owner, url)
         await pipe.execute()
 
 
 async def failed(redis: Redis, prefix: str, owner: str, url: str, kind: str, error: str) -> Source:
     """Count one more failure in a row; the fifth marks the source unhealthy."""
-    key = source_key(prefix, owner, url)
+    key = Keys(prefix).source(owner, url)
     fields = {"kind": kind, "last_error": error[:500], "last_failure_at": utcnow()}
     async with redis.pipeline(transaction=True) as pipe:
         pipe.hincrby(key, "failures", 1)
@@ -166,14 +140,14 @@ async def failed(redis: Redis, prefix: str, owner: str, url: str, kind: str, err
         indexed(pipe, prefix, owner, url)
         failures, *_ = await pipe.execute()
     if failures >= UNHEALTHY_AFTER:
-        await redis.hset(key, "healthy", dumps(False))
+        await redis.hset(key, "healthy", dumps(False))  # type: ignore[misc]  # redis-py types replies `Awaitable[T] | T` for both clients
     return await load(redis, prefix, owner, url)
 
 
 def indexed(pipe: Pipeline, prefix: str, owner: str, url: str) -> None:
-    now = time.time()
-    pipe.zadd(index_key(prefix, owner), {url: now})
-    pipe.zadd(all_key(prefix), {member(owner, url): now})
+    now, keys = time.time(), Keys(prefix)
+    pipe.zadd(keys.sources(owner), {url: now})
+    pipe.zadd(keys.sources_all, {member(owner, url): now})
 
 
 async def fetch(url: str, headers: dict[str, str] | None = None, allow: Iterable[str] = ()) -> Fetched:
@@ -196,13 +170,14 @@ async def add_items(redis: Redis, prefix: str, owner: str, url: str, items: list
     """Keep the items not seen before (newest first) and return them; seen ones are skipped."""
     if not items:
         return []
-    seen, kept = seen_key(prefix, owner, url), items_key(prefix, owner, url)
+    keys = Keys(prefix)
+    seen, kept = keys.feed_seen(owner, url), keys.feed_items(owner, url)
     now = time.time()
     async with redis.pipeline(transaction=False) as pipe:
         for item in items:
             pipe.zadd(seen, {item.id: now}, nx=True)
         added = await pipe.execute()
-    new = [item for item, fresh in zip(items, added) if fresh]
+    new = [item for item, fresh in zip(items, added, strict=True) if fresh]
     async with redis.pipeline(transaction=True) as pipe:
         if new:
             pipe.lpush(kept, *[item.model_dump_json() for item in reversed(new)])
@@ -213,21 +188,21 @@ async def add_items(redis: Redis, prefix: str, owner: str, url: str, items: list
 
 
 async def save_page(redis: Redis, prefix: str, owner: str, url: str, page: Page) -> None:
-    await redis.set(page_key(prefix, owner, url), page.model_dump_json())
+    await redis.set(Keys(prefix).page(owner, url), page.model_dump_json())
 
 
 async def context(redis: Redis, prefix: str, owner: str, urls: Iterable[str],
                   items_per_source: int = 20) -> list[str]:
     """Lines for a prompt: the stored pages' text and the newest feed items of each of `urls`, as `owner`
     (the reading job's owner_of) has them; another owner's copies are never read."""
-    urls = [canonical(url) for url in urls]
+    urls, keys = [canonical(url) for url in urls], Keys(prefix)
     async with redis.pipeline(transaction=False) as pipe:
         for url in urls:
-            pipe.get(page_key(prefix, owner, url))
-            pipe.lrange(items_key(prefix, owner, url), 0, items_per_source - 1)
+            pipe.get(keys.page(owner, url))
+            pipe.lrange(keys.feed_items(owner, url), 0, items_per_source - 1)
         rows = await pipe.execute()
     lines = []
-    for url, page, items in zip(urls, rows[::2], rows[1::2]):
+    for url, page, items in zip(urls, rows[::2], rows[1::2], strict=True):
         if page:
             found = Page.model_validate_json(page)
             lines.append(f"Page {found.title or url} ({url}): {found.text[:4000]}")
@@ -239,38 +214,40 @@ async def context(redis: Redis, prefix: str, owner: str, urls: Iterable[str],
 
 def list_sources(settings: Settings, owners: Collection[str] | None, limit: int = 200) -> list[Source]:
     """The sources of `owners` (None: every owner's, for admins), most recently checked first."""
+    keys = Keys(settings.prefix)
     with blocking(settings) as redis:
         found = newest(redis, settings.prefix, owners, limit)
         with redis.pipeline(transaction=False) as pipe:
             for owner, url in found:
-                pipe.hgetall(source_key(settings.prefix, owner, url))
+                pipe.hgetall(keys.source(owner, url))
             rows = pipe.execute()
-    return [decode(owner, url, raw) for (owner, url), raw in zip(found, rows) if raw]
+    return [decode(owner, url, raw) for (owner, url), raw in zip(found, rows, strict=True) if raw]
 
 
 def newest(redis: SyncRedis, prefix: str, owners: Collection[str] | None, limit: int) -> list[tuple[str, str]]:
     """(owner, url) of the `limit` sources of `owners` checked last."""
+    keys = Keys(prefix)
     if owners is None:
-        return [pair(m) for m in redis.zrevrange(all_key(prefix), 0, limit - 1)]
+        return [pair(m) for m in redis.zrevrange(keys.sources_all, 0, limit - 1)]  # type: ignore[union-attr]  # redis-py types replies `Awaitable[T] | T` for both clients
     with redis.pipeline(transaction=False) as pipe:
         for owner in owners:
-            pipe.zrevrange(index_key(prefix, owner), 0, limit - 1, withscores=True)
+            pipe.zrevrange(keys.sources(owner), 0, limit - 1, withscores=True)
         rows = pipe.execute()
-    scored = [(score, owner, url) for owner, row in zip(owners, rows) for url, score in row]
+    scored = [(score, owner, url) for owner, row in zip(owners, rows, strict=True) for url, score in row]
     return [(owner, url) for _, owner, url in sorted(scored, reverse=True)[:limit]]
 
 
 def holders(settings: Settings, url: str) -> list[str]:
     """The owners that have a source named `url`."""
     with blocking(settings) as redis:
-        members = [pair(m) for m, _ in redis.zscan_iter(all_key(settings.prefix))]
+        members = [pair(m) for m, _ in redis.zscan_iter(Keys(settings.prefix).sources_all)]
     return [owner for owner, named in members if named == url]
 
 
 def enable(settings: Settings, url: str, owner: str) -> Source:
     """Mark `owner`'s source `url` healthy again, its failure count back to 0."""
     url = canonical(url)
-    key = source_key(settings.prefix, owner, url)
+    key = Keys(settings.prefix).source(owner, url)
     with blocking(settings) as redis:
         if not redis.exists(key):
             raise TaskdeckError(f"no source {url} of {owner}; the Workers page lists the sources")

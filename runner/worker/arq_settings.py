@@ -24,15 +24,15 @@ import orjson
 from arq.connections import RedisSettings
 from arq.worker import func
 
-from . import claim, heartbeat, logs, wake
-from ..storage import durability
 from .. import registry
 from ..client.facade import AsyncClient
-from .execution import WorkerState, run
 from ..client.schedules import Scheduler
 from ..settings import Settings
+from ..storage import durability
 from ..storage.store import RECONNECT_ERRORS, Store, connect, reconnecting
 from ..storage.transitions import ARQ_FUNCTION
+from . import claim, heartbeat, logs, wake
+from .execution import WorkerState, run
 
 logger = logging.getLogger("taskdeck.worker")
 settings = Settings()

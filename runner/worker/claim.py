@@ -6,11 +6,11 @@ the record. `poll_iteration` replaces `Worker._poll_iteration`: lua/claim.lua ta
 free slots' worth of due jobs with their records and lists the jobs asked to abort, in one round
 trip; each job's final transition removes ARQ's keys itself (execution.end). ARQ still runs the
 loop, signals, graceful shutdown, burst mode and its health check. ARQ is pinned exactly;
-tests/test_claim.py fails if this hook stops working.
+tests/worker/test_claim.py fails if this hook stops working.
 
 The hook is a class attribute, so it is there for every ARQ worker in the process: it tells a
 Taskdeck worker by the WorkerState its on_startup put in the worker's own ctx, and hands any other
-worker to ARQ's original unchanged (tests/test_arq_citizen.py, and ARQ's own test suite through
+worker to ARQ's original unchanged (tests/worker/test_arq_citizen.py, and ARQ's own test suite through
 compat/arq_suite.py). A Taskdeck poll also waits here for its wake-up (wake.py), since a Taskdeck
 worker runs ARQ's timer at poll_delay 0.
 """
@@ -22,9 +22,9 @@ import logging
 import arq.worker
 from arq.worker import Worker
 
+from ..storage.store import Claim
 from . import execution, wake
 from .execution import WorkerState
-from ..storage.store import Claim
 
 logger = logging.getLogger("taskdeck.worker")
 arq_poll_iteration = Worker._poll_iteration

@@ -4,23 +4,22 @@ from __future__ import annotations
 import asyncio
 import logging
 import traceback
-from datetime import timedelta
+from datetime import datetime, timedelta
 from typing import Any
 
 import orjson
 from pydantic import ValidationError
 
 from .. import registry
-from ..storage import transitions
-from . import wake
 from ..context import TaskContext
 from ..errors import Fatal, UnknownTaskType
-from .logs import log_transition
 from ..models import Attempt, Job, JobStatus, StepStatus, utcnow
-from ..storage.store import Claim, Store, decode, dumps
+from ..storage import transitions
+from ..storage.store import Claim, Store, TransitionSpec, decode, dumps
+from . import wake
+from .logs import log_transition
 
 logger = logging.getLogger("taskdeck.worker")
-PARKED = "parked"
 
 
 class WorkerState:
@@ -41,7 +40,7 @@ async def run(ctx: dict[str, Any]) -> None:
     """The ARQ function every Taskdeck job is enqueued as. Workers claim and run jobs through
     claim.py instead of ARQ's own start path, so ARQ calls this only if that hook is missing."""
     state: WorkerState = ctx["taskdeck"]
-    record = await state.store.redis.hgetall(state.store.keys.job(ctx["job_id"]))
+    record = await state.store.redis.hgetall(state.store.keys.job(ctx["job_id"]))  # type: ignore[misc]  # redis-py types replies `Awaitable[T] | T` for both clients
     await execute(state, Claim(ctx["job_id"], ctx["score"], record))
 
 
@@ -96,10 +95,10 @@ async def begin(state: WorkerState, job: Job, steps: tuple[str, ...], lost: Atte
               "type": settings.max_running_per_type.get(job.type), "global": settings.max_running_global}
     spec = transitions.start(job, state.id, steps, now, keys.arq_in_progress(job.id), int(settings.lease_s * 1000),
                              lost, limits, score)
-    applied, status = await state.store.apply(job.id, spec, now)
-    if status == PARKED:
+    outcome = await state.store.apply(job.id, spec, now)
+    if outcome.parked:
         log_transition(job, "queued", "held back by a running limit; waits off the queue for a free slot")
-    if not applied:
+    if not outcome.applied:
         return None
     started = job.model_copy(update={"status": JobStatus.processing, "attempts": job.attempts + 1, "started_at": now,
                                      "worker": state.id, "steps": transitions.fresh_steps(steps)})
@@ -134,34 +133,41 @@ async def attempt(state: WorkerState, job: Job, task_type: registry.TaskType, pa
         ctx.stop()
 
 
-def record(job: Job, ctx: TaskContext, outcome: str, step_status: StepStatus, error: str | None = None,
-           tb: str | None = None) -> Attempt:
-    now = utcnow()
+def record(job: Job, ctx: TaskContext, now: datetime, outcome: str, step_status: StepStatus,
+           error: str | None = None, tb: str | None = None) -> Attempt:
+    """The attempt as it ended at `now`, its steps closed."""
     return Attempt(number=job.attempts, worker=job.worker, started_at=job.started_at, finished_at=now,
                    outcome=outcome, error=error, traceback=tb,
                    steps=transitions.close_steps(ctx.steps, step_status, now, error))
 
 
+def ran_s(job: Job, until: datetime) -> float:
+    """Seconds the attempt ran until `until` (begin() set the running job's started_at)."""
+    return (until - job.started_at).total_seconds() if job.started_at else 0.0
+
+
 async def completed(state: WorkerState, job: Job, ctx: TaskContext, result: Any) -> None:
     settings = state.store.settings
-    entry = record(job, ctx, "completed", StepStatus.completed)
+    now = utcnow()
+    entry = record(job, ctx, now, "completed", StepStatus.completed)
     spec = transitions.complete(job, entry, result, utcnow(), state.store.keys, settings.max_result_bytes)
     if await finish(state, job, spec, ctx):
         state.done += 1
-        log_transition(job, "completed", f"in {(entry.finished_at - job.started_at).total_seconds():.2f} s")
+        log_transition(job, "completed", f"in {ran_s(job, now):.2f} s")
 
 
 async def failed(state: WorkerState, job: Job, ctx: TaskContext, error: str, outcome: str, retryable: bool) -> None:
     settings = state.store.settings
     tb = traceback.format_exc()[-settings.max_traceback_chars:]
-    entry = record(job, ctx, outcome, StepStatus.failed, error, tb)
-    retry_at = None
+    now = utcnow()
+    entry = record(job, ctx, now, outcome, StepStatus.failed, error, tb)
+    retry_at: datetime | None = None
     if retryable and job.attempts < job.max_attempts:
         delay = registry.get(job.type).backoff.delay(job.attempts)
-        retry_at = entry.finished_at + timedelta(seconds=delay)
+        retry_at = now + timedelta(seconds=delay)
     if await finish(state, job, transitions.fail(job, entry, utcnow(), state.store.keys, retry_at), ctx):
         state.failed += retry_at is None
-        follow = f"retrying in {(retry_at - entry.finished_at).total_seconds():.1f} s" if retry_at else "no attempts left"
+        follow = f"retrying in {(retry_at - now).total_seconds():.1f} s" if retry_at else "no attempts left"
         log_transition(job, "retrying" if retry_at else "failed", f"{error}; {follow}", level=logging.WARNING)
 
 
@@ -180,16 +186,18 @@ async def interrupted(state: WorkerState, job: Job, ctx: TaskContext) -> None:
     now = utcnow()
     current = await state.store.load(job.id)
     if current and current.cancel_requested_by:
-        entry = record(job, ctx, "cancelled", StepStatus.skipped, f"cancelled by {current.cancel_requested_by}")
+        entry = record(job, ctx, utcnow(), "cancelled", StepStatus.skipped,
+                       f"cancelled by {current.cancel_requested_by}")
         if await finish(state, current, transitions.cancelled(current, now, state.store.keys, record=entry), ctx):
             log_transition(job, "cancelled", f"by {current.cancel_requested_by} at step {ctx.current_step or '-'}")
         return
-    entry = record(job, ctx, "handed back", StepStatus.pending, "worker shut down")
-    if await finish(state, job, transitions.handback(job, entry, now, state.store.keys, state.store.settings.priority_aging_s), ctx):
+    entry = record(job, ctx, utcnow(), "handed back", StepStatus.pending, "worker shut down")
+    aging_s = state.store.settings.priority_aging_s
+    if await finish(state, job, transitions.handback(job, entry, now, state.store.keys, aging_s), ctx):
         log_transition(job, "queued", "handed back: worker shutting down; no attempt charged")
 
 
-async def finish(state: WorkerState, job: Job, spec: dict[str, Any], ctx: TaskContext | None = None) -> bool:
+async def finish(state: WorkerState, job: Job, spec: TransitionSpec, ctx: TaskContext | None = None) -> bool:
     """Apply the attempt's final transition, keeping the partial output the task saved."""
     if ctx is not None and ctx.partial is not None:
         spec["set"]["partial"] = dumps(ctx.partial)
@@ -200,7 +208,7 @@ async def finish(state: WorkerState, job: Job, spec: dict[str, Any], ctx: TaskCo
     return False
 
 
-async def end(state: WorkerState, job_id: str, spec: dict[str, Any]) -> bool:
+async def end(state: WorkerState, job_id: str, spec: TransitionSpec) -> bool:
     """A transition that ends this worker's claim together with the change, shielded from
     cancellation so that an abort or a shutdown cannot cut it in half.
 
@@ -211,10 +219,10 @@ async def end(state: WorkerState, job_id: str, spec: dict[str, Any]) -> bool:
     state.ending += 1
     wake.nudge()
     try:
-        applied, _ = await asyncio.shield(state.store.apply(job_id, spec))
+        outcome = await asyncio.shield(state.store.apply(job_id, spec))
     finally:
         state.ending -= 1
-    return applied
+    return outcome.applied
 
 
 async def cancel_requested(state: WorkerState, job_id: str) -> bool:

@@ -14,11 +14,10 @@ import socket
 import time
 from contextlib import suppress
 
-from ..storage import counters
-from ..storage import transitions
-from .execution import WorkerState, lost_attempt
-from ..models import JobStatus, utcnow
 from ..client.schedules import Scheduler
+from ..models import JobStatus, utcnow
+from ..storage import counters, transitions
+from .execution import WorkerState, lost_attempt
 
 logger = logging.getLogger("taskdeck.worker")
 PRUNE_BATCH = 500
@@ -43,8 +42,7 @@ async def run(state: WorkerState) -> None:
 
 async def turn(state: WorkerState, duty: str, every_s: float) -> bool:
     """True for one worker of all every `every_s` seconds: duties that need doing once, not by each."""
-    key = f"{state.store.keys.prefix}duty:{duty}"
-    return bool(await state.store.redis.set(key, state.id, nx=True, px=int(every_s * 1000)))
+    return await state.store.take_duty(duty, every_s, holder=state.id)
 
 
 async def beat(state: WorkerState, alive: bool = True) -> None:
@@ -57,7 +55,7 @@ async def beat(state: WorkerState, alive: bool = True) -> None:
             "id": state.id, "host": socket.gethostname(), "pid": os.getpid(), "last_heartbeat": now,
             "alive": int(alive), "running": len(state.running), "done": state.done, "failed": state.failed,
         })
-        pipe.hsetnx(keys.worker(state.id), "started_at", now)
+        pipe.hsetnx(keys.worker(state.id), "started_at", repr(now))  # the text redis-py would send
         pipe.expire(keys.worker(state.id), 86400)
         pipe.zadd(keys.workers, {state.id: now + store.settings.lease_s if alive else now})
         pipe.zremrangebyscore(keys.workers, "-inf", now - 86400)
@@ -75,7 +73,7 @@ async def reap(state: WorkerState) -> int:
             pipe.exists(keys.arq_in_progress(job_id))
         leased = await pipe.execute()
     reaped = 0
-    for job_id, has_lease in zip(ids, leased):
+    for job_id, has_lease in zip(ids, leased, strict=True):
         job = None if has_lease else await store.load(job_id)
         if job is None or job.status is not JobStatus.processing:
             continue
@@ -84,8 +82,7 @@ async def reap(state: WorkerState) -> int:
             spec = transitions.cancelled(job, now, keys)
         else:
             spec = transitions.lost(job, lost_attempt(job), now, keys, store.settings.priority_aging_s)
-        applied, _ = await store.apply(job_id, spec, now)
-        if applied:
+        if (await store.apply(job_id, spec, now)).applied:
             reaped += 1
             logger.warning("job %s %s: worker %s lost; %s", job_id, job.type, job.worker,
                            "cancelled as requested" if job.cancel_requested_by else "back in the queue")
@@ -101,15 +98,14 @@ async def sweep(state: WorkerState, batch: int = 500) -> int:
         start = 0
         while ids := await store.redis.zrange(keys.status(status), start, start + batch - 1):
             scores = await store.redis.zmscore(keys.queue, ids)
-            orphans += [job_id for job_id, score in zip(ids, scores) if score is None]
+            orphans += [job_id for job_id, score in zip(ids, scores, strict=True) if score is None]
             start += batch
     for job_id in orphans:
         job = await store.load(job_id)
         if job is None or job.status not in (JobStatus.queued, JobStatus.retrying) or job.waiting_reason:
             continue
         spec = transitions.orphaned(job, utcnow(), keys, store.settings.priority_aging_s)
-        applied, _ = await store.apply(job_id, spec)
-        if applied:
+        if (await store.apply(job_id, spec)).applied:
             logger.warning("job %s %s: its ARQ queue entry was gone; queued again", job_id, job.type)
     return len(orphans)
 
@@ -119,8 +115,7 @@ async def prune(state: WorkerState) -> int:
     store = state.store
     ids = await store.redis.zrangebyscore(store.keys.expiry, "-inf", time.time(), start=0, num=PRUNE_BATCH)
     for job_id in ids:
-        applied, _ = await store.apply(job_id, {"from": ["completed", "failed", "cancelled"], "delete": True})
-        if not applied:
+        if not (await store.apply(job_id, transitions.purge())).applied:
             await store.redis.zrem(store.keys.expiry, job_id)
     return len(ids)
 

@@ -29,8 +29,8 @@ class Runtime:
     def llm(self) -> LLM:
         """The shared LLM client; runner.Fatal with what to set when no endpoint is configured."""
         if self._llm is None:
-            from ..policy import admission
             from ..llm.client import LLM
+            from ..policy import admission
 
             admission.require_llm(self.settings)
             self._llm = LLM(self.settings, self.redis)

@@ -10,7 +10,7 @@ worker runs ARQ's loop with `poll_delay = 0` (ARQ's `poll` then only yields to t
 `Wake.next_poll` waits up to Taskdeck's own poll delay, or until woken. Nothing in ARQ's module is
 replaced, so a plain ARQ worker in the same process keeps ARQ's timer, and the state here is per
 worker, so per event loop: several Taskdeck workers in one process wake and clear independently.
-tests/test_wake.py and tests/test_arq_citizen.py fail if this stops working.
+tests/worker/test_wake.py and tests/worker/test_arq_citizen.py fail if this stops working.
 """
 from __future__ import annotations
 

@@ -7,6 +7,7 @@
 --
 -- take   -> 0 when granted (and taken), else the ms to wait before asking again
 -- settle -> 0; a call that used more tokens than it took leaves the bucket in debt
+-- TTL_MS (budget.py, in the line before this script): how long an idle bucket's hash is kept
 
 local key = KEYS[1]
 local op, now, rpm, tpm, n = ARGV[1], tonumber(ARGV[2]), tonumber(ARGV[3]), tonumber(ARGV[4]), tonumber(ARGV[5])
@@ -30,5 +31,5 @@ elseif tpm > 0 then
   tok = tok - n
 end
 redis.call('HSET', key, 'req', req, 'tok', tok, 'at', now)
-redis.call('PEXPIRE', key, 120000)
+redis.call('PEXPIRE', key, TTL_MS)
 return math.ceil(wait)

@@ -3,18 +3,19 @@
 -- released one is due at once (if still queued: a finished job has left the queue already).
 --
 -- KEYS[1]  ARQ's queue     ARGV[2]  owner (worker id)     ARGV[3]  now, ms     ARGV[4]  lease, ms
--- ARGV[5]  ARQ's in-progress key prefix     ARGV[6..]  job ids
+-- ARGV[5..]  job ids
 
 local queue, action, owner = KEYS[1], ARGV[1], ARGV[2]
-local now, lease, in_progress = tonumber(ARGV[3]), tonumber(ARGV[4]), ARGV[5]
-for i = 6, #ARGV do
+local now, lease = tonumber(ARGV[3]), tonumber(ARGV[4])
+for i = 5, #ARGV do
   local id = ARGV[i]
-  if redis.call('GET', in_progress .. id) == owner then
+  local in_progress = K.arq_in_progress(id)
+  if redis.call('GET', in_progress) == owner then
     if action == 'renew' then
-      redis.call('PEXPIRE', in_progress .. id, lease)
+      redis.call('PEXPIRE', in_progress, lease)
       redis.call('ZADD', queue, 'XX', now + lease, id)
     else
-      redis.call('DEL', in_progress .. id)
+      redis.call('DEL', in_progress)
       redis.call('ZADD', queue, 'XX', now, id)
     end
   end

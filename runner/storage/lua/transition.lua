@@ -1,19 +1,18 @@
 -- One guarded change of one job record, written atomically with everything that must agree with it:
 -- status indexes, pending-by-priority, dead letters, expiry, metric buckets, the event stream, and
 -- any extra commands (ARQ's keys) that must happen only if the guard passes.
+-- Key names, statuses, TTLs and reply codes come from the prelude (store.prelude); unpark() from parking.lua.
 --
 -- KEYS[1]  the job hash (every value JSON-encoded)
--- ARGV[1]  key prefix        ARGV[2]  now, epoch seconds        ARGV[3]  the spec, JSON (see store.py)
--- Returns {1, old_status} when applied, {0, current_status} when the guard refused ("" = no record),
--- or {0, first_job_id} when a create's idempotency key was already used.
+-- ARGV[1]  now, epoch seconds        ARGV[2]  the spec, JSON (store.TransitionSpec)
+-- Returns {REPLY.<outcome>, status, detail} (store.outcome decodes it): applied, with the status before; or
+-- refused, with the status now ("" = no record) and for `rate` the seconds to wait, for `duplicate` the id of
+-- the job that used the create's idempotency key first.
 
 local job = KEYS[1]
-local prefix = ARGV[1]
-local now = tonumber(ARGV[2])
-local spec = cjson.decode(ARGV[3])
-local id = string.sub(job, #prefix + 5)
-local TERMINAL = {completed = true, failed = true, cancelled = true}
-local PENDING = {queued = true, retrying = true}
+local now = tonumber(ARGV[1])
+local spec = cjson.decode(ARGV[2])
+local id = string.sub(job, #K.job('') + 1)
 
 local seen = {}
 local function field(name)
@@ -27,29 +26,30 @@ end
 
 local exists = redis.call('EXISTS', job) == 1
 local old = exists and field('status') or ''
+local function reply(code, detail) return {code, old, detail or ''} end
 
 if spec.create then
-  if exists then return {0, old} end
+  if exists then return reply(REPLY.refused) end
   if spec.create.idempotency then
     local first = redis.call('GET', spec.create.idempotency[1])
-    if first then return {0, first} end
+    if first then return reply(REPLY.duplicate, first) end
   end
 elseif not exists then
-  return {0, ''}
+  return reply(REPLY.refused)
 elseif spec.from ~= cjson.null and spec.from ~= nil then
   local allowed = false
   for _, s in ipairs(spec.from) do if s == old then allowed = true end end
-  if not allowed then return {0, old} end
+  if not allowed then return reply(REPLY.refused) end
 end
-if spec.unless and exists and field(spec.unless) ~= nil then return {0, old} end
+if spec.unless and exists and field(spec.unless) ~= nil then return reply(REPLY.refused) end
 for k, v in pairs(spec.match or {}) do
-  if field(k) ~= v then return {0, old} end
+  if field(k) ~= v then return reply(REPLY.refused) end
 end
 for _, key in ipairs(spec.absent or {}) do
-  if redis.call('EXISTS', key) == 1 then return {0, old} end
+  if redis.call('EXISTS', key) == 1 then return reply(REPLY.refused) end
 end
 for _, key in ipairs(spec.not_in or {}) do
-  if redis.call('ZSCORE', key, id) then return {0, old} end
+  if redis.call('ZSCORE', key, id) then return reply(REPLY.refused) end
 end
 -- A sliding-window admission (submits and manual retries per user per hour): checked last, so a
 -- change that another guard refuses uses up nothing.
@@ -57,18 +57,18 @@ if spec.rate then
   local key, limit, window = spec.rate[1], spec.rate[2], spec.rate[3]
   if redis.call('ZCOUNT', key, now - window, '+inf') >= limit then
     local oldest = redis.call('ZRANGEBYSCORE', key, now - window, '+inf', 'WITHSCORES', 'LIMIT', 0, 1)
-    return {0, 'rate:' .. tostring(math.ceil(tonumber(oldest[2]) + window - now))}
+    return reply(REPLY.rate, math.ceil(tonumber(oldest[2]) + window - now))
   end
 end
 
 local score
 if spec.create then
   score = spec.create.score
-  redis.call('ZADD', prefix .. 'idx:all', score, id)
-  redis.call('ZADD', prefix .. 'idx:type:' .. spec.create.type, score, id)
-  redis.call('ZADD', prefix .. 'idx:user:' .. spec.create.user, score, id)
+  redis.call('ZADD', K.all, score, id)
+  redis.call('ZADD', K.type(spec.create.type), score, id)
+  redis.call('ZADD', K.user(spec.create.user), score, id)
 else
-  score = redis.call('ZSCORE', prefix .. 'idx:all', id) or now
+  score = redis.call('ZSCORE', K.all, id) or now
 end
 -- Who the job belongs to never changes: the caller passes it (`who`, or `create`) when it has it.
 local who = spec.create or spec.who or {}
@@ -77,52 +77,39 @@ local user = who.user or field('user_id')
 local priority = who.priority or field('priority')
 local org = who.org or field('org_id') or ''
 
--- The limits a job counts against: running:<kind>:<name> sets, parked:<kind>:<name> waiting rooms.
+-- The limits a job counts against: K.running sets, K.parked waiting rooms.
 local scopes = {{'user', user}, {'type', jtype}, {'global', ''}}
 if org ~= '' then table.insert(scopes, 2, {'org', org}) end
 
 local function running_count(kind, name)
-  if kind == 'global' then return redis.call('ZCARD', prefix .. 'idx:status:processing') end
-  return redis.call('SCARD', prefix .. 'running:' .. kind .. ':' .. name)
+  if kind == 'global' then return redis.call('ZCARD', K.status(STATUS.processing)) end
+  return redis.call('SCARD', K.running(kind, name))
 end
 
-local function unpark(kind, name)
-  local popped = redis.call('ZPOPMIN', prefix .. 'parked:' .. kind .. ':' .. name)
-  if popped[1] then
-    redis.call('ZADD', spec.queue, popped[2], popped[1])
-    redis.call('HDEL', prefix .. 'job:' .. popped[1], 'waiting_reason')
-    redis.call('PUBLISH', prefix .. 'wake', 1)
-  end
-end
-
-if spec.limits and old ~= 'processing' then
-  local names = {}
-  for i, scope in ipairs(scopes) do names[i] = scope[1] .. ':' .. scope[2] end
-  local overrides = redis.call('HMGET', prefix .. 'limits', unpack(names))
+if spec.limits and old ~= STATUS.processing then
+  local fields = {}
+  for i, scope in ipairs(scopes) do fields[i] = K.limit_field(scope[1], scope[2]) end
+  local overrides = redis.call('HMGET', K.limits, unpack(fields))
   for i, scope in ipairs(scopes) do
     local kind, name = scope[1], scope[2]
     local limit = tonumber(overrides[i] or spec.limits[kind])
     if limit and running_count(kind, name) >= limit then
-      local queued_score = spec.queued_score or redis.call('ZSCORE', spec.queue, id) or now * 1000
-      redis.call('ZREM', spec.queue, id)
-      redis.call('ZADD', prefix .. 'parked:' .. kind .. ':' .. name, queued_score, id)
+      local queued_score = spec.queued_score or redis.call('ZSCORE', K.queue, id) or now * 1000
+      redis.call('ZREM', K.queue, id)
+      redis.call('ZADD', K.parked(kind, name), queued_score, id)
       local reason = 'waiting: ' .. kind .. ' limit ' .. limit .. ' reached'
       redis.call('HSET', job, 'waiting_reason', cjson.encode(reason))
-      return {0, 'parked'}
+      return reply(REPLY.parked)
     end
   end
 end
 
 if spec.delete then
-  for _, s in ipairs({'queued', 'processing', 'retrying', 'completed', 'failed', 'cancelled'}) do
-    redis.call('ZREM', prefix .. 'idx:status:' .. s, id)
-  end
-  for _, p in ipairs({'high', 'normal', 'low'}) do redis.call('ZREM', prefix .. 'idx:pending:' .. p, id) end
-  for _, k in ipairs({'all', 'dead', 'expiry', 'type:' .. jtype, 'user:' .. user}) do
-    redis.call('ZREM', prefix .. 'idx:' .. k, id)
-  end
-  redis.call('DEL', job, prefix .. 'artifact:' .. id)
-  return {1, old}
+  for _, s in ipairs(STATUSES) do redis.call('ZREM', K.status(s), id) end
+  for _, p in ipairs(PRIORITIES) do redis.call('ZREM', K.pending(p), id) end
+  for _, key in ipairs({K.all, K.dead, K.expiry, K.type(jtype), K.user(user)}) do redis.call('ZREM', key, id) end
+  redis.call('DEL', job, K.artifact(id))
+  return reply(REPLY.applied)
 end
 
 if spec.create then
@@ -146,54 +133,51 @@ for k, n in pairs(spec.incr or {}) do redis.call('HINCRBY', job, k, n) end
 local new = spec.status
 if new and new ~= old then
   redis.call('HSET', job, 'status', cjson.encode(new))
-  if old ~= '' then redis.call('ZREM', prefix .. 'idx:status:' .. old, id) end
-  redis.call('ZADD', prefix .. 'idx:status:' .. new, score, id)
+  if old ~= '' then redis.call('ZREM', K.status(old), id) end
+  redis.call('ZADD', K.status(new), score, id)
   if PENDING[new] then
-    redis.call('ZADD', prefix .. 'idx:pending:' .. priority, score, id)
+    redis.call('ZADD', K.pending(priority), score, id)
   else
-    redis.call('ZREM', prefix .. 'idx:pending:' .. priority, id)
+    redis.call('ZREM', K.pending(priority), id)
   end
-  if new == 'failed' then redis.call('ZADD', prefix .. 'idx:dead', now, id) end
-  if old == 'failed' then redis.call('ZREM', prefix .. 'idx:dead', id) end
-  if new == 'processing' then
+  if new == STATUS.failed then redis.call('ZADD', K.dead, now, id) end
+  if old == STATUS.failed then redis.call('ZREM', K.dead, id) end
+  if new == STATUS.processing then
     for _, scope in ipairs(scopes) do
-      if scope[1] ~= 'global' then redis.call('SADD', prefix .. 'running:' .. scope[1] .. ':' .. scope[2], id) end
+      if scope[1] ~= 'global' then redis.call('SADD', K.running(scope[1], scope[2]), id) end
     end
-  elseif old == 'processing' then
+  elseif old == STATUS.processing then
     for _, scope in ipairs(scopes) do
-      if scope[1] ~= 'global' then redis.call('SREM', prefix .. 'running:' .. scope[1] .. ':' .. scope[2], id) end
+      if scope[1] ~= 'global' then redis.call('SREM', K.running(scope[1], scope[2]), id) end
     end
-    for _, scope in ipairs(scopes) do unpark(scope[1], scope[2]) end
+    for _, scope in ipairs(scopes) do unpark(scope[1], scope[2], 1) end
   end
   if TERMINAL[new] then
-    for _, scope in ipairs(scopes) do redis.call('ZREM', prefix .. 'parked:' .. scope[1] .. ':' .. scope[2], id) end
-    redis.call('ZADD', prefix .. 'idx:expiry', now + spec.retention, id)
+    for _, scope in ipairs(scopes) do redis.call('ZREM', K.parked(scope[1], scope[2]), id) end
+    redis.call('ZADD', K.expiry, now + spec.retention, id)
   elseif TERMINAL[old] then
-    redis.call('ZREM', prefix .. 'idx:expiry', id)
+    redis.call('ZREM', K.expiry, id)
   end
 end
 
 if spec.metrics then
-  local minute = prefix .. 'm:1m:' .. (math.floor(now / 60) * 60)
-  local hour = prefix .. 'm:1h:' .. (math.floor(now / 3600) * 3600)
-  for k, n in pairs(spec.metrics) do
-    redis.call('HINCRBYFLOAT', minute, k, n)
-    redis.call('HINCRBYFLOAT', hour, k, n)
+  for _, bucket in ipairs(BUCKETS) do
+    local key = K.metrics(bucket.resolution, math.floor(now / bucket.seconds) * bucket.seconds)
+    for k, n in pairs(spec.metrics) do redis.call('HINCRBYFLOAT', key, k, n) end
+    redis.call('EXPIRE', key, bucket.ttl)
   end
-  redis.call('EXPIRE', minute, 3 * 86400)
-  redis.call('EXPIRE', hour, 35 * 86400)
 end
 
 for _, call in ipairs(spec.calls or {}) do redis.call(unpack(call)) end
 if spec.audit then
-  redis.call('XADD', prefix .. 'audit', 'MAXLEN', '~', spec.maxlen, '*', 'job', id, 'type', jtype, 'owner', user,
+  redis.call('XADD', K.audit, 'MAXLEN', '~', spec.maxlen, '*', 'job', id, 'type', jtype, 'owner', user,
     'action', spec.audit.action, 'by', spec.audit.by)
 end
-if spec.wake then redis.call('PUBLISH', prefix .. 'wake', 1) end
+if spec.wake then redis.call('PUBLISH', K.wake, 1) end
 
 if spec.event then
   local entry = {'job', id, 'type', jtype, 'user', user, 'status', new or old}
   for k, v in pairs(spec.event) do entry[#entry + 1] = k; entry[#entry + 1] = tostring(v) end
-  redis.call('XADD', prefix .. 'events', 'MAXLEN', '~', spec.maxlen, '*', unpack(entry))
+  redis.call('XADD', K.events, 'MAXLEN', '~', spec.maxlen, '*', unpack(entry))
 end
-return {1, old}
+return reply(REPLY.applied)

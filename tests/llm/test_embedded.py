@@ -22,10 +22,10 @@ import pytest
 from pydantic import BaseModel
 
 from runner import Client, JobStatus, Unavailable, registry
-from runner.policy import admission
 from runner.llm import embedded, fitting
-from runner.reads import llm_status as status
 from runner.llm.client import LLM
+from runner.policy import admission
+from runner.reads import llm_status as status
 from runner.settings import Settings
 from runner.storage.store import connect
 from runner.tasks.ideas import ViralIdeas
@@ -252,7 +252,7 @@ def test_llm_serve_prints_its_url_and_answers(no_llm: None) -> None:
             assert [m["id"] for m in json.loads(r.read())["data"]] == [embedded.MODEL]
     finally:
         proc.terminate()
-        proc.wait(15)
+        proc.communicate(timeout=15)
 
 
 def test_types_and_status_say_which_model_answers(no_llm: None, redis_url: str) -> None:

@@ -44,7 +44,7 @@ def test_role_matrix(redis_url: str, role: str, action: str, whose: str) -> None
             if error is JobNotFound:
                 assert str(refused.value) == f"job {job.id!r} not found; `python -m runner list` shows recent jobs"
     with Client(Settings(roles=ROLES)) as admin:
-        expected = {"cancel": JobStatus.cancelled, "retry": JobStatus.queued}.get(action, None)
+        expected = {"cancel": JobStatus.cancelled, "retry": JobStatus.queued}.get(action)
         if expected and ALLOWED[(role, action, whose)]:
             assert admin.get(job.id).status is expected
 

@@ -9,12 +9,12 @@ from typing import Any
 import pytest
 
 from runner import AsyncClient, Fatal
-from runner.reads import metrics
-from runner.worker import runtime
-from runner.reads import llm_status as status
 from runner.llm.errors import EndpointFailed
 from runner.models import StepStatus
+from runner.reads import llm_status as status
+from runner.reads import metrics
 from runner.settings import Settings
+from runner.worker import runtime
 from tests.fake_llm import FakeLLM, Trouble
 from tests.inline import Run
 

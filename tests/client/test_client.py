@@ -3,13 +3,14 @@ from __future__ import annotations
 
 import asyncio
 import time
+from itertools import pairwise
 
 import pytest
 
 from runner import AsyncClient, Client, InvalidPayload, JobNotFound, JobStatus, RedisUnavailable, Settings
+from runner.storage.store import Store, connect
 from runner.worker.execution import WorkerState
 from runner.worker.heartbeat import prune
-from runner.storage.store import Store, connect
 
 REJECTED = [
     ("DEMO", {"duration_s": 5000}, InvalidPayload, "duration_s: Input should be less than or equal to 3600"),
@@ -40,9 +41,9 @@ def test_rejected_submit_writes_nothing(client: Client, r, type_, payload, error
 
 
 def test_oversized_payload_names_the_limit(redis_url: str, r) -> None:
-    with Client(Settings(max_payload_bytes=1000)) as small:
-        with pytest.raises(InvalidPayload, match=r"is 2,013 bytes; the limit is 1,000 \(TASKDECK_MAX_PAYLOAD_BYTES\)"):
-            small.submit("DEMO", {"output": "x" * 2000})
+    limit = r"is 2,013 bytes; the limit is 1,000 \(TASKDECK_MAX_PAYLOAD_BYTES\)"
+    with Client(Settings(max_payload_bytes=1000)) as small, pytest.raises(InvalidPayload, match=limit):
+        small.submit("DEMO", {"output": "x" * 2000})
     assert r.dbsize() == 0
 
 
@@ -114,7 +115,7 @@ async def test_pagination_over_ten_thousand_records(redis_url: str) -> None:
         took = time.perf_counter() - began
         print(f"\nlisted 10,000 jobs in 20 pages of 500 in {took * 1000:.0f} ms")
         assert len(everything) == 10_000 and len({j.id for j in everything}) == 10_000
-        assert all(a.queued_at >= b.queued_at for a, b in zip(everything, everything[1:]))
+        assert all(a.queued_at >= b.queued_at for a, b in pairwise(everything))
 
         began = time.perf_counter()
         filtered = await ac.list(type="DEMO", user="u1@x.io", status="queued", limit=50, offset=2000)

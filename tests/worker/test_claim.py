@@ -12,8 +12,8 @@ import pytest
 import redis
 
 from runner import Client, JobStatus
-from runner.worker import claim
 from runner.storage.keys import Keys
+from runner.worker import claim
 from tests.conftest import ROOT, TEST_SETTINGS
 from tests.polling import wait_until
 

@@ -10,10 +10,9 @@ from typing import Any
 import pytest
 
 from runner import AccessDenied, AsyncClient, Client, Fatal, JobStatus, TaskdeckError
-from runner.client import oversight
+from runner.settings import Settings
 from runner.web import sources
 from runner.worker import runtime
-from runner.settings import Settings
 from tests.fake_llm import FakeLLM
 from tests.fake_web import FakeWeb, Route, web  # noqa: F401
 from tests.inline import Run
@@ -173,13 +172,13 @@ async def test_only_admins_re_enable_sources_of_one_owner_or_of_all() -> None:
     with Client(user=ANA) as ana, pytest.raises(AccessDenied):
         ana.enable_source(url)
     with Client() as admin:
-        [one] = oversight.enable_source(admin, url, "org:acme")
+        [one] = admin.enable_source(url, "org:acme")
         assert one.owner == "org:acme" and one.healthy
         assert {s.owner: s.healthy for s in admin.sources()} == {f"user:{ANA}": False, "org:acme": True}
         assert len(admin.enable_source(url)) == 2, "without an owner, every owner's source of that URL"
         assert all(s.healthy for s in admin.sources())
         with pytest.raises(TaskdeckError, match="no source"):
-            oversight.enable_source(admin, url, f"user:{BO}")
+            admin.enable_source(url, f"user:{BO}")
 
 
 async def test_a_generation_reads_only_its_owners_pages(web: FakeWeb, fake_llm: FakeLLM, llm_env,  # noqa: F811

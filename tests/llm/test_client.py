@@ -2,9 +2,10 @@
 retries inside the call, the circuit breaker and the shared rate budget."""
 from __future__ import annotations
 
+import asyncio
 import time
 from collections.abc import AsyncIterator
-from datetime import datetime, timedelta, timezone
+from datetime import UTC, datetime, timedelta
 from email.utils import format_datetime
 from typing import Any
 
@@ -13,12 +14,12 @@ from pydantic import BaseModel, Field
 
 from runner import Fatal
 from runner.llm import pricing
-from runner.reads import llm_status as status
 from runner.llm.budget import Budget
 from runner.llm.client import LLM
 from runner.llm.errors import CircuitOpen, EndpointFailed, EndpointRefused, OutputInvalid
 from runner.llm.retry import retry_after
 from runner.llm.structured import parse, response_schema
+from runner.reads import llm_status as status
 from runner.settings import Settings
 from runner.storage.store import connect
 from tests.fake_llm import FakeLLM, Trouble
@@ -94,7 +95,7 @@ def test_retry_after_reads_seconds_milliseconds_and_http_dates() -> None:
 
     assert retry_after(Error(**{"retry-after": "7"})) == 7
     assert retry_after(Error(**{"retry-after-ms": "250", "retry-after": "7"})) == 0.25
-    later = format_datetime(datetime.now(timezone.utc) + timedelta(seconds=30), usegmt=True)
+    later = format_datetime(datetime.now(UTC) + timedelta(seconds=30), usegmt=True)
     assert 25 < retry_after(Error(**{"retry-after": later})) <= 30
     assert retry_after(Error()) is None and retry_after(ValueError()) is None
 
@@ -164,7 +165,7 @@ async def test_the_breaker_opens_fails_fast_and_closes_after_a_good_probe(make_l
     assert len(fake_llm.requests) == sent, "an open breaker must not call the endpoint"
     [state] = status.breakers(llm.settings)
     assert state.state == "open" and state.failures == 3 and state.endpoint == llm.endpoint
-    time.sleep(0.55)
+    await asyncio.sleep(0.55)
     assert status.breakers(llm.settings)[0].state == "half-open"
     await llm.generate(MESSAGES, Titles)
     assert status.breakers(llm.settings)[0].state == "closed"

@@ -10,7 +10,7 @@ import ssl
 import threading
 from collections.abc import Iterator
 from contextlib import contextmanager, suppress
-from datetime import datetime, timedelta, timezone
+from datetime import UTC, datetime, timedelta
 from pathlib import Path
 from urllib.parse import urlsplit
 
@@ -120,9 +120,8 @@ async def test_the_request_goes_to_the_checked_address_under_the_urls_own_name(w
 async def test_tls_is_verified_against_the_urls_name(tmp_path: Path) -> None:
     """The connection goes to 127.0.0.1, yet the TLS handshake names `localhost` (SNI) and the
     certificate is checked: a self-signed one is not trusted."""
-    with tls_listener(tmp_path) as (port, names):
-        with pytest.raises(Unreachable) as failed:
-            await fetch(f"https://localhost:{port}/", ["localhost"])
+    with tls_listener(tmp_path) as (port, names), pytest.raises(Unreachable) as failed:
+        await fetch(f"https://localhost:{port}/", ["localhost"])
     assert names == ["localhost"]
     assert str(failed.value) == f"could not fetch https://localhost:{port}/"
 
@@ -143,8 +142,9 @@ async def test_redirects_are_followed_and_each_hop_checked(web: FakeWeb) -> None
     web.routes["/loop"] = Route(status=302, location="/loop")
     landed = await fetch(web.url("/moved"), ["127.0.0.1"])
     assert (landed.status, landed.body, landed.url) == (200, b"landed", web.url("/a"))
-    for path, refusal in [("/to-metadata", "private address 169.254.169.254"), ("/to-v6-loopback", "private address ::1"),
-                          ("/to-file", "only http and https"), ("/loop", f"more than {MAX_REDIRECTS} redirects")]:
+    for path, refusal in [("/to-metadata", "private address 169.254.169.254"),
+                          ("/to-v6-loopback", "private address ::1"), ("/to-file", "only http and https"),
+                          ("/loop", f"more than {MAX_REDIRECTS} redirects")]:
         with pytest.raises(Refused, match=f"^refused: {refusal}"):
             await fetch(web.url(path), ["127.0.0.1"])
     assert web.hits["/loop"] == MAX_REDIRECTS + 1 and web.hits["/a"] == 1
@@ -251,7 +251,7 @@ def self_signed(tmp_path: Path, name: str) -> tuple[Path, Path]:
 
     key = ec.generate_private_key(ec.SECP256R1())
     subject = x509.Name([x509.NameAttribute(NameOID.COMMON_NAME, name)])
-    now = datetime.now(timezone.utc)
+    now = datetime.now(UTC)
     cert = (x509.CertificateBuilder().subject_name(subject).issuer_name(subject).public_key(key.public_key())
             .serial_number(x509.random_serial_number()).not_valid_before(now - timedelta(minutes=5))
             .not_valid_after(now + timedelta(days=1))

@@ -27,7 +27,7 @@ def test_submit_show_list_json(redis_url: str) -> None:
     out = cli("submit", "DEMO", "--payload", '{"duration_s": 1}', "--priority", "high", "--json")
     assert out.returncode == 0, out.stderr
     record = json.loads(out.stdout)
-    assert JOB_FIELDS <= record.keys()
+    assert record.keys() >= JOB_FIELDS
     assert record["status"] == "queued" and record["priority"] == "high"
 
     shown = json.loads(cli("show", record["id"], "--json").stdout)
@@ -49,7 +49,8 @@ def test_payload_from_file_and_stdin(redis_url: str, tmp_path: Path) -> None:
 
 
 @pytest.mark.parametrize(("args", "message"), [
-    (("submit", "DEMO", "--payload", '{"duration_s": -1}'), "error: invalid payload for DEMO: duration_s: Input should be greater than or equal to 0"),
+    (("submit", "DEMO", "--payload", '{"duration_s": -1}'),
+     "error: invalid payload for DEMO: duration_s: Input should be greater than or equal to 0"),
     (("submit", "NOPE"), "error: unknown task type 'NOPE'"),
     (("submit", "DEMO", "--payload", "@/no/such/file"), "error: cannot read payload file '/no/such/file'"),
     (("show", "0" * 32), "error: job '" + "0" * 32 + "' not found"),
@@ -94,7 +95,8 @@ def test_demo_from_the_cli_completes_with_three_steps(redis_url: str, worker) ->
 def test_cancel_and_retry_from_the_cli(redis_url: str) -> None:
     job_id = cli("submit", "DEMO").stdout.strip()
     ops = {"TASKDECK_ROLES": '{"ops@x.io": "admin"}'}
-    assert json.loads(cli("cancel", job_id, "--json", "--as", "ops@x.io", env=ops).stdout)["cancel_requested_by"] == "ops@x.io"
+    cancelled = json.loads(cli("cancel", job_id, "--json", "--as", "ops@x.io", env=ops).stdout)
+    assert cancelled["cancel_requested_by"] == "ops@x.io"
     retried = json.loads(cli("retry", job_id, "--json").stdout)
     assert retried["status"] == "queued" and retried["retried_from"] == "cancelled"
 

@@ -2,6 +2,8 @@
 can be paused and run on demand."""
 from __future__ import annotations
 
+from itertools import pairwise
+
 import pytest
 from pydantic import ValidationError
 
@@ -21,7 +23,7 @@ def test_schedule_never_overlaps_with_two_workers(redis_url: str, start_worker) 
         admin.pause_schedule("sync")
         jobs = sorted([admin.get(j.id) for j in admin.list(limit=100)], key=lambda j: j.queued_at)
     finished = [j for j in jobs if j.status is JobStatus.completed]
-    for before, after in zip(finished, finished[1:]):
+    for before, after in pairwise(finished):
         assert after.started_at >= before.completed_at, "two runs of one schedule overlapped"
     assert all(j.user_id == "scheduler@local" for j in jobs)
     assert len(runs) >= 3
