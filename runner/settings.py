@@ -51,6 +51,11 @@ class Settings(BaseSettings):
     max_traceback_chars: int = Field(8_000, ge=100, description="Cap on each stored traceback.")
     events_maxlen: int = Field(50_000, ge=100, description="Approximate length cap of the event stream.")
 
+    archive: bool = Field(True, description="Keep every finished job in the archive (SQL), beyond Redis retention.")
+    archive_url: str = Field("", description="SQLAlchemy URL of the archive, e.g. postgresql+psycopg://...; "
+                             "empty: SQLite at <data_dir>/archive.db.")
+    archive_batch: int = Field(200, ge=1, le=10_000, description="Most finished jobs the archiver writes per batch.")
+
     production: bool = Field(False, description="Workers refuse a Redis without persistence or with eviction.")
     log_arq_jobs: bool = Field(False, description="Keep ARQ's own two log lines per job beside Taskdeck's.")
     log_json: bool = Field(False, description="Worker transition logs as JSON lines.")

@@ -33,6 +33,7 @@ LAYERS = [
     {"tasks"},
     {"worker"},
     {"client"},
+    {"archive"},
     {"policy"},
     {"reads"},
     {"web"},
