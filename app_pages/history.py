@@ -1,5 +1,6 @@
-"""History: finished jobs, newest first, paginated in Redis (runner/reads/history.py); filters, search,
-bulk retry and CSV export of the whole filtered set."""
+"""History: finished jobs, newest first, paginated in Redis (runner/reads/history.py) and, beyond what Redis
+holds, in the archive (runner/client/seamless.py: one list; its rows have an "archived" badge and are
+read-only); filters, search, bulk retry and CSV export of the whole filtered set."""
 from __future__ import annotations
 
 import hashlib
@@ -10,7 +11,7 @@ import streamlit as st
 
 from runner import JobStatus
 from runner.policy.access import Action
-from runner.reads.history import FINISHED, HistoryQuery
+from runner.reads.history import FINISHED, SCAN_LIMIT, HistoryQuery
 from ui.alerts import stop_on_refusal
 from ui.export import ChunkStream
 from ui.session import client
@@ -47,14 +48,16 @@ def filters() -> tuple[HistoryQuery, int]:
                                     persist_state="session")
         user = top[2].text_input("Submitted by", key="h_user", placeholder="email", persist_state="session")
         picked = top[3].date_input("Submitted between (UTC days)", value=[], key="h_dates", persist_state="session")
-        bottom = st.columns([3, 3, 2, 2])
+        bottom = st.columns([3, 3, 3, 2])
         id_prefix = bottom[0].text_input("Job id starts with", key="h_id", persist_state="session")
         error = bottom[1].text_input("Error contains", key="h_error", persist_state="session")
-        size = bottom[2].selectbox("Page size", PAGE_SIZES, index=1, key="h_size", persist_state="session")
+        words = bottom[2].text_input("Words in payload, result, error or steps", key="h_q", persist_state="session",
+                                     placeholder="brand kit acme")
+        size = bottom[3].selectbox("Page size", PAGE_SIZES, index=1, key="h_size", persist_state="session")
     since, until = day_range(tuple(picked) if isinstance(picked, (tuple, list)) else (picked,))
     query = HistoryQuery(status=[JobStatus(s) for s in statuses], type=None if job_type == "All types" else job_type,
                          user=user.strip().lower() or None, since=since, until=until,
-                         id_prefix=id_prefix.strip().lower(), error=error.strip())
+                         id_prefix=id_prefix.strip().lower(), error=error.strip(), q=words.strip())
     return query, size
 
 
@@ -66,11 +69,12 @@ def ask(open_: bool = False) -> None:
 def confirm_retry_all(query: HistoryQuery) -> None:
     failed = query.model_copy(update={"status": [JobStatus.failed]})
     found = c.history(failed, limit=0)
-    n = min(found.total, RETRY_ALL_LIMIT)
+    held = found.total - found.archived_total  # archived jobs are read-only: only Redis's are retried
+    n = min(held, RETRY_ALL_LIMIT)
     st.write(md("Queue **{:,}** failed {}", n, trusted("job" if n == 1 else "jobs"))
-             + (md(" (the newest {:,}; click again for more)", RETRY_ALL_LIMIT) if found.total > RETRY_ALL_LIMIT
-                else "")
-             + ". Each keeps its id and gets a fresh set of attempts.")
+             + (md(" (the newest {:,}; click again for more)", RETRY_ALL_LIMIT) if held > RETRY_ALL_LIMIT else "")
+             + ". Each keeps its id and gets a fresh set of attempts."
+             + (md(" {:,} more are archived, so read-only.", found.archived_total) if found.archived_total else ""))
     yes, no = st.columns(2)
     if yes.button(md("Retry {:,} jobs", n), type="primary", icon=":material/replay:", disabled=n == 0):
         result = c.retry_matching(query, limit=RETRY_ALL_LIMIT)
@@ -96,11 +100,19 @@ if flash := state.pop("h_flash", None):
 first = (state.h_page - 1) * size + 1 if page.jobs else 0
 count = md("{:,}", page.total) if page.exact else md("at least {:,}", page.total)
 st.caption(md("Jobs {:,}–{:,} of {}, newest first.", first, first + len(page.jobs) - 1 if page.jobs else 0, count)
-           + ("" if page.exact else md(" The search read the newest {:,} entries of the matching index; narrow the "
-                                       "filters or the dates to reach older ones.", page.scanned)))
+           + ("" if page.exact or page.scanned < SCAN_LIMIT else md(
+               " The search read the newest {:,} entries of the matching index; narrow the filters or the dates to "
+               "reach older ones.", page.scanned))
+           + ("" if page.exact or page.scanned >= SCAN_LIMIT else " The total counts only part of the archive; "
+              "narrow the filters or the dates for an exact one.")
+           + (" Rows marked archived are read from the archive (Redis no longer holds them) and are read-only."
+              if page.archived else ""))
 if not page.jobs:
     st.info("No jobs match these filters.", icon=":material/filter_alt_off:")
-table = st.dataframe(history_rows(page.jobs), key=f"history_table_{signature}_{state.h_page}", hide_index=True,
+archived = set(page.archived)
+rows = history_rows(page.jobs)
+rows["Status"] = [f"{job.status.value} · archived" if job.id in archived else job.status.value for job in page.jobs]
+table = st.dataframe(rows, key=f"history_table_{signature}_{state.h_page}", hide_index=True,
                      column_config=HISTORY_COLUMNS, on_select="rerun" if acts else "ignore",
                      selection_mode="multi-row", width="stretch")
 
@@ -117,7 +129,7 @@ row = st.columns([2, 3, 2, 3])
 if acts:
     picked = [page.jobs[i] for i in selected(table) if i < len(page.jobs)]
     retryable = [job.id for job in picked if job.status in (JobStatus.failed, JobStatus.cancelled)
-                 and c.principal.acts_on(job.user_id)]
+                 and c.principal.acts_on(job.user_id) and job.id not in archived]
     if row[0].button(md("Retry selected ({})", len(retryable)), icon=":material/replay:", disabled=not retryable):
         result = c.retry_many(retryable)
         state.h_flash = (len(result.done), len(result.errors))

@@ -1,14 +1,18 @@
 """Job: one job's whole story (`/job?id=ID`): status, steps across attempts, output, payload,
-attempts with errors and tracebacks, audit; cancel and retry. Live while the job runs."""
+attempts with errors and tracebacks, audit; cancel and retry. Live while the job runs. A job read from
+the archive (Redis no longer holds it) has an "archived" badge and is read-only: no cancel, no retry,
+but "Retry with edited inputs" submits it again as a new job."""
 from __future__ import annotations
 
 import json
 from collections.abc import Callable
 from datetime import datetime
+from typing import Any
 
 import streamlit as st
 
 from runner import Job, JobNotFound, TaskdeckError, registry
+from runner.client.archived import Found
 from runner.models import utcnow
 from runner.policy.access import Action
 from runner.policy.admission import needs_llm
@@ -38,9 +42,9 @@ def pick() -> None:
                      query_params={"id": job.id})
 
 
-def actions(job: Job) -> None:
+def actions(job: Job, archived: bool) -> None:
     me = c.principal
-    mine = me.acts_on(job.user_id)
+    mine = me.acts_on(job.user_id) and not archived  # an archived job is read-only: Redis no longer holds it
     left, middle, right, _ = st.columns([1.2, 1.2, 2, 4])
     if me.can(Action.cancel) and mine and left.button("Cancel", icon=":material/cancel:",
                                                        disabled=job.status.terminal):
@@ -65,29 +69,36 @@ def act(action: Callable[[], Job], done: Markdown) -> None:
 
 def story() -> None:
     with guard(reconnect=False):
-        job = c.get(job_id)
+        found = c.job_or_archived(job_id)
+        job = found.job
         if running and job.status.terminal:
             st.rerun()
         now = utcnow()
-        overview(job, now)
+        overview(job, now, found.archived)
         steps, output, usage, payload, attempts, audit = st.tabs(["Steps", "Output", "LLM usage", "Payload",
                                                                    "Attempts", "Audit"])
         with steps:
             show_steps(job, now)
         with output:
-            show_output(job)
+            show_output(job, found.archived)
         with usage:
-            show_usage(job)
+            show_usage(job, found)
         with payload:
             st.json(job.payload)
         with attempts:
             show_attempts(job)
         with audit:
-            show_audit(job)
+            show_audit(job, found)
 
 
-def overview(job: Job, now: datetime) -> None:
-    st.badge(trusted(job.status.value), color=STATUS_COLORS.get(job.status.value, "gray"))
+def overview(job: Job, now: datetime, archived: bool) -> None:
+    color = STATUS_COLORS.get(job.status.value, "gray")
+    if archived:  # the two badges on one line, as st.badge writes each
+        st.markdown(trusted(f":{color}-badge[{job.status.value}] :gray-badge[:material/inventory_2: archived]"))
+        st.caption("Read from the archive: Redis no longer holds this job, so it is read-only. \"Retry with "
+                   "edited inputs\" submits it again as a new job.")
+    else:
+        st.badge(trusted(job.status.value), color=color)
     cols = st.columns(5)
     cols[0].metric("Progress", md("{:.0f} %", job.progress), border=True)
     cols[1].metric("Attempts", md("{} of {}", job.attempts, job.max_attempts), border=True)
@@ -123,8 +134,8 @@ def uses_llm(job: Job) -> bool:
         return False
 
 
-def show_usage(job: Job) -> None:
-    used = c.job_usage(job.id)
+def show_usage(job: Job, found: Found) -> None:
+    used = found.usage or c.job_usage(job.id)
     if not used.calls and not used.steps:
         st.caption("No LLM calls." if job.status.terminal or not uses_llm(job) else "No LLM call has finished yet.")
         return
@@ -160,7 +171,7 @@ def show_steps(job: Job, now: datetime) -> None:
                      "Finished": st.column_config.DatetimeColumn("Finished", format="HH:mm:ss.SSS")})
 
 
-def show_output(job: Job) -> None:
+def show_output(job: Job, archived: bool) -> None:
     if job.partial:
         st.markdown("**Streamed output**")
         st.caption("Kept from the run." if job.status.terminal else "As the job writes it; refreshed every second.")
@@ -173,6 +184,10 @@ def show_output(job: Job) -> None:
     if isinstance(job.result, dict) and "artifact" in job.result:
         st.caption(md("Large result kept as an artifact ({} bytes); preview:", job.result.get("bytes", 0)))
         st.code(str(job.result.get("preview", "")), language="json", wrap_lines=True)
+        if archived:
+            st.caption("The full result was kept beside the job in Redis, which no longer holds it; the archive "
+                       "keeps this preview.")
+            return
         st.download_button("Download the full result (JSON)", data=lambda: c.artifact(job.id) or "",
                            file_name=f"{job.id}.json", mime="application/json", icon=":material/download:",
                            on_click="ignore")
@@ -202,7 +217,10 @@ def show_attempts(job: Job) -> None:
                     st.code(attempt.traceback, language="python")
 
 
-def show_audit(job: Job) -> None:
+def show_audit(job: Job, found: Found) -> None:
+    if found.audit:
+        show_archived_audit(found.audit)
+        return
     rows: list[tuple[str, str, datetime | None]] = [
         ("Submitted", job.user_id + (f" (org {job.org_id})" if job.org_id else ""), job.queued_at)]
     if job.cancel_requested_by:
@@ -216,17 +234,26 @@ def show_audit(job: Job) -> None:
                  column_config={"When": when})
 
 
+def show_archived_audit(entries: list[dict[str, Any]]) -> None:
+    """The job's audit entries as the archive keeps them: who submitted, cancelled and retried it."""
+    when = st.column_config.DatetimeColumn("When", format="YYYY-MM-DD HH:mm:ss")
+    st.dataframe([{"What": entry.get("action", ""), "Who": entry.get("by", ""),
+                   "When": datetime.fromisoformat(entry["at"]) if entry.get("at") else None} for entry in entries],
+                 hide_index=True, width="stretch", column_config={"When": when})
+
+
 if not job_id:
     pick()
     st.stop()
 try:
-    current = c.get(job_id)
+    opened = c.job_or_archived(job_id)
 except JobNotFound as e:
     st.title("Job")
     alert(e, "warning", icon=":material/search_off:")
     st.stop()
+current = opened.job
 st.title(trusted(f"{current.type} · {short(current.id)}"))
 st.caption(md("Job {}", current.id))
-actions(current)
+actions(current, opened.archived)
 running = not current.status.terminal
 st.fragment(story, run_every=1 if running else None)()

@@ -1,6 +1,7 @@
-"""Workers: every worker seen in the last day, alive or dead, with its counters; the LLM endpoint and its
-circuit breakers; the scrape/RSS sources; and the schedules the workers submit. Admins reset breakers,
-re-enable sources and run or pause schedules here (everything else about schedules: Settings)."""
+"""Workers: every worker seen in the last day, alive or dead, with its counters; the archive the workers feed,
+with its backlog; the LLM endpoint and its circuit breakers; the scrape/RSS sources; and the schedules the workers
+submit. Admins reset breakers, re-enable sources and run or pause schedules here (everything else about schedules:
+Settings)."""
 from __future__ import annotations
 
 from collections.abc import Callable
@@ -8,7 +9,7 @@ from collections.abc import Callable
 import pandas as pd
 import streamlit as st
 
-from runner import TaskdeckError
+from runner import RedisUnavailable, TaskdeckError
 from runner.models import utcnow
 from runner.policy.access import Action
 from ui import alerts
@@ -68,6 +69,44 @@ def roster() -> None:
         st.dataframe(frame, hide_index=True, width="stretch", column_config={
             "Started": st.column_config.DatetimeColumn("Started", format="YYYY-MM-DD HH:mm:ss"),
             "PID": st.column_config.NumberColumn("PID", format="%d")})
+
+
+def archive() -> None:
+    """The archive the workers feed: backend, jobs archived, the feed's backlog, and whether it answers."""
+    st.subheader("Archive")
+    if not c.settings.archive:
+        st.caption("The archive is off (TASKDECK_ARCHIVE=false): finished jobs are kept in Redis only, for "
+                   "TASKDECK_RETENTION_DAYS.")
+        return
+    if not c.principal.can(Action.read_all):
+        st.caption("Analysts and admins see the archive's state here.")
+        return
+    try:
+        found = c.archive_status()
+    except RedisUnavailable:
+        raise
+    except TaskdeckError as e:  # an archive URL that cannot be used at all (unknown scheme, missing driver)
+        alerts.alert(e)
+        return
+    lag = found.backlog.lag
+    cols = st.columns(4)
+    cols[0].metric("Backend", md("{}", found.backend), border=True)
+    cols[1].metric("Jobs archived", md("{:,}", found.rows) if found.rows is not None else trusted("—"),
+                   border=True)
+    cols[2].metric("Backlog unread", md("{:,}", lag) if lag is not None else trusted("?"), border=True,
+                   help="Events of the stream that no worker's feeder has read yet.")
+    cols[3].metric("Backlog pending", md("{:,}", found.backlog.pending), border=True,
+                   help="Events read but not yet written and acknowledged: in flight, or left by a worker that "
+                        "died (another claims them after 30 s) or by a failed write (retried).")
+    if not found.ok:
+        st.error(md("The archive does not answer: {}. Workers keep running jobs; the backlog waits in Redis "
+                    "and is written once it answers.", found.problem or "unknown", limit=alerts.ERROR_CHARS),
+                 icon=":material/error:")
+        return
+    st.badge("archive ok", color="green", icon=":material/check_circle:")
+    size = "—" if found.size_bytes is None else f"{found.size_bytes / 1e6:,.1f} MB"
+    st.caption(md("{} · schema {} · {} · newest finished {}", found.url, found.revision or "not migrated yet",
+                  trusted(size), ago(found.newest_finished, utcnow())))
 
 
 def llm() -> None:
@@ -171,6 +210,7 @@ def schedules() -> None:
 
 roster()
 with guard():
+    archive()
     llm()
     sources()
     schedules()

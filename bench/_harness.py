@@ -50,7 +50,10 @@ def free_port() -> int:
 
 @contextmanager
 def private_redis() -> Iterator[str]:
-    """A throwaway redis-server on a free port; yields its URL and sets REDIS_URL for children."""
+    """A throwaway redis-server on a free port; yields its URL and sets REDIS_URL for children, and
+    TASKDECK_ARCHIVE=false: benchmarks compare with bare ARQ, so a worker archives only when its
+    system asks for it (`archive_env`, throughput.py --archive)."""
+    os.environ["TASKDECK_ARCHIVE"] = "false"
     with tempfile.TemporaryDirectory() as data:
         for attempt in range(5):
             port = free_port()
@@ -70,8 +73,31 @@ def private_redis() -> Iterator[str]:
 
 
 def bench_env() -> None:
-    """Make the bench task types visible to every Settings() built in this process from now on."""
+    """Make the bench task types visible to every Settings() built in this process from now on (and
+    keep the archive off, as private_redis does)."""
     os.environ["TASKDECK_TASK_MODULES"] = BENCH_TASK_MODULES
+    os.environ["TASKDECK_ARCHIVE"] = "false"
+
+
+def archive_env(data_dir: Path) -> dict[str, str]:
+    """The settings of a worker that feeds the archive: SQLite under `data_dir` (a temporary folder,
+    never the repo's .data/), or TASKDECK_ARCHIVE_URL when the caller's environment sets one."""
+    return {"TASKDECK_ARCHIVE": "true", "TASKDECK_DATA_DIR": str(data_dir)}
+
+
+def wait_archived(r: redis.Redis, timeout: float, prefix: str = "taskdeck:", interval: float = 0.01) -> float:
+    """Poll the archive feed's consumer group until every event is read and acknowledged; returns the
+    time. (XINFO is never sent by workers: it is not counted against them.)"""
+    deadline = time.monotonic() + timeout
+    while True:
+        groups = r.xinfo_groups(f"{prefix}events") if r.exists(f"{prefix}events") else []
+        group = next((g for g in groups if g.get("name") == "archive"), None)
+        now = time.time()
+        if group is not None and group.get("lag") == 0 and int(group["pending"]) == 0:
+            return now
+        if time.monotonic() > deadline:
+            raise TimeoutError(f"the archive feed did not catch up within {timeout:g} s: {group}")
+        time.sleep(interval)
 
 
 def start_worker(log: Path, **settings: str) -> subprocess.Popen[bytes]:
@@ -113,13 +139,17 @@ class System:
         return self.kind == "taskdeck"
 
     @property
+    def archives(self) -> bool:
+        return self.taskdeck and dict(self.extra).get("TASKDECK_ARCHIVE") == "true"
+
+    @property
     def queue(self) -> str:
         return taskdeck_settings().queue_name if self.taskdeck else BARE_QUEUE
 
     def env(self) -> dict[str, str]:
         if self.taskdeck:
             env = {"TASKDECK_TASK_MODULES": BENCH_TASK_MODULES, "TASKDECK_MAX_JOBS": str(self.max_jobs),
-                   "TASKDECK_POLL_DELAY_S": str(self.poll_delay)}
+                   "TASKDECK_POLL_DELAY_S": str(self.poll_delay), "TASKDECK_ARCHIVE": "false"}
         else:
             env = {"BENCH_ARQ_MAX_JOBS": str(self.max_jobs), "BENCH_ARQ_POLL_DELAY": str(self.poll_delay),
                    "BENCH_ARQ_QUEUE": BARE_QUEUE}

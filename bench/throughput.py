@@ -1,6 +1,7 @@
 """No-op throughput: N jobs pre-enqueued, then ONE worker process drains them.
 
     .venv/bin/python bench/throughput.py [--n 5000] [--max-jobs M] [--poll-delay S] [--rounds 3] [--quick]
+                                         [--archive]
 
 Systems, alternating rounds on one private Redis (flushed between runs):
   taskdeck     `arq runner.worker.WorkerSettings`, BENCH_NOOP; max_jobs/poll_delay = Taskdeck's defaults
@@ -8,6 +9,9 @@ Systems, alternating rounds on one private Redis (flushed between runs):
   arq-same     bench/bare_arq.py `noop`, the SAME max_jobs and poll_delay      (target: taskdeck ≥ 0.9×)
   arq-default  bare ARQ at its defaults, max_jobs 10, poll_delay 0.5 s         (target: taskdeck ≥ 5×)
 (when Taskdeck's settings equal ARQ's defaults the last two are one system, "arq-same=default").
+With --archive, also (every other system runs with TASKDECK_ARCHIVE=false):
+  taskdeck+archive  the same worker feeding the archive: SQLite in a temporary folder, or Postgres when
+                    TASKDECK_ARCHIVE_URL is set              (target: jobs/s ≥ 0.95× taskdeck's)
 
 Method: the worker starts on an empty queue and is SIGSTOPped once ready; the N jobs are enqueued
 (Taskdeck: AsyncClient.submit; ARQ: enqueue_job; 100 at a time); counters are read; SIGCONT; the
@@ -21,16 +25,25 @@ harness polls ZCOUNT of the queue every 10 ms until it is empty. Reported per ru
   evalsha/job  Lua script calls (Taskdeck transitions)
   redis µs/job Redis server CPU (used_cpu_user+sys) over the drain / N
   kernel %     share of the worker's CPU spent in the kernel (socket syscalls: one per round trip)
+  archived jobs/s   (taskdeck+archive) N / (SIGCONT → every job's final event archived and acked)
+  archive lag s     (taskdeck+archive) from the queue empty to the archive complete
+  cpu µs/job to archived  (taskdeck+archive) worker CPU from SIGCONT to the archive complete / N: the
+                    whole cost of running and archiving a job
 """
 from __future__ import annotations
 
 import argparse
 import asyncio
+import tempfile
 import time
+from contextlib import nullcontext
+from pathlib import Path
 
 from _harness import (
     Counters,
+    System,
     alternate,
+    archive_env,
     bare_finished,
     bare_pool,
     bench_env,
@@ -48,6 +61,7 @@ from _harness import (
     submit_many,
     table,
     taskdeck_finished,
+    wait_archived,
     wait_queue_empty,
     worker,
 )
@@ -55,6 +69,8 @@ from _harness import (
 METRICS = [("jobs_s", "jobs/s"), ("wall_jobs_s", "wall jobs/s"), ("cpu_us", "cpu µs/job"),
            ("cmds", "cmds/job"), ("writes", "writes/job"), ("evalsha", "evalsha/job"),
            ("redis_us", "redis µs/job"), ("worker_cpu_pct", "worker CPU %"), ("sys_share_pct", "kernel % of CPU")]
+ARCHIVE_METRICS = [("archived_jobs_s", "archived jobs/s"), ("archive_lag_s", "archive lag s"),
+                   ("archive_cpu_us", "cpu µs/job to archived")]
 
 
 async def enqueue(system, url: str, n: int, type_: str, payload: dict, function: str, kwargs: dict) -> None:
@@ -90,6 +106,8 @@ def drain_run(system, i, *, url, counters, logs, n, timeout, type_, payload, fun
         w.resume()
         t_end = wait_queue_empty(counters, system.queue, [w], timeout)
         b, c1, s1 = counters.snapshot(), w.cpu(), w.ps.cpu_times().system
+        t_archived = wait_archived(counters.r, timeout) if system.archives else None
+        c2 = w.cpu()
     d = counters.delta(a, b)
     first, last = asyncio.run(spans(system, url, n))
     top[system.name] = (f"calls/job: {d.top(n)}\n      redis µs/job: {d.top(n, by='usec')}")
@@ -99,6 +117,8 @@ def drain_run(system, i, *, url, counters, logs, n, timeout, type_, payload, fun
         "writes": d.write_calls() / n, "evalsha": d.calls.get("evalsha", 0) / n, "redis_us": d.cpu / n * 1e6,
         "worker_cpu_pct": (c1 - c0) / (t_end - t0) * 100, "sys_share_pct": (s1 - s0) / max(c1 - c0, 1e-9) * 100,
         "start_lag_s": first - t0,
+        **({"archived_jobs_s": n / (t_archived - t0), "archive_lag_s": t_archived - t_end,
+            "archive_cpu_us": (c2 - c0) / n * 1e6} if t_archived else {}),
     }
 
 
@@ -108,13 +128,20 @@ def main() -> None:
     parser.add_argument("--max-jobs", type=int, help="both sides (default: Taskdeck's setting)")
     parser.add_argument("--poll-delay", type=float, help="both sides, seconds (default: Taskdeck's setting)")
     parser.add_argument("--timeout", type=float, default=600)
+    parser.add_argument("--archive", action="store_true",
+                        help="also run taskdeck+archive, the worker feeding the archive, to measure its cost")
     common_args(parser)
     args = parser.parse_args()
     if args.quick:
         args.n, args.rounds = min(args.n, 500), min(args.rounds, 1)
     bench_env()
     systems = comparison(args.max_jobs, args.poll_delay)
-    with private_redis() as url, log_dir(args.keep_logs) as logs:
+    archive_dir = tempfile.TemporaryDirectory(prefix="taskdeck-bench-archive-") if args.archive else nullcontext()
+    with private_redis() as url, log_dir(args.keep_logs) as logs, archive_dir as data:
+        if data:
+            base = systems[0]
+            env = tuple(sorted(archive_env(Path(data)).items()))
+            systems.insert(1, System("taskdeck+archive", "taskdeck", base.max_jobs, base.poll_delay, env))
         counters = Counters(url)
         header("throughput: no-op jobs, 1 worker process", systems, n=args.n, rounds=args.rounds)
         top: dict[str, str] = {}
@@ -124,7 +151,7 @@ def main() -> None:
                              type_="BENCH_NOOP", payload={}, function="noop", kwargs={}, top=top)
 
         results = alternate(systems, args.rounds, run_one, args.out, "throughput")
-    table(results, METRICS)
+    table(results, METRICS + (ARCHIVE_METRICS if args.archive else []))
     print("\nRedis commands per job by command (last round):")
     for name, line in top.items():
         print(f"  {name}: {line}")
@@ -136,6 +163,10 @@ def main() -> None:
     ratio(results, "cpu_us", "taskdeck", same, label="worker CPU µs/job")
     ratio(results, "cmds", "taskdeck", same, label="Redis cmds/job")
     ratio(results, "redis_us", "taskdeck", same, label="Redis CPU µs/job")
+    if args.archive:
+        ratio(results, "jobs_s", "taskdeck+archive", "taskdeck", "≥ 0.95", lambda x: x >= 0.95, "jobs/s")
+        ratio(results, "cpu_us", "taskdeck+archive", "taskdeck", label="worker CPU µs/job")
+        ratio(results, "cmds", "taskdeck+archive", "taskdeck", label="Redis cmds/job")
     footer()
 
 

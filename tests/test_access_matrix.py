@@ -7,6 +7,7 @@ from __future__ import annotations
 
 import asyncio
 from collections.abc import Callable, Iterator
+from pathlib import Path
 from typing import Any
 
 import pytest
@@ -14,6 +15,7 @@ import redis
 from redis.asyncio import Redis
 
 from runner import AccessDenied, Client, JobNotFound, Settings
+from runner.archive import operations
 from runner.client.schedules import Schedule
 from runner.reads.history import HistoryQuery
 from runner.web import sources
@@ -47,6 +49,7 @@ def bulk_outcome(result: Any, job_id: str) -> str:
 # Each method is called with the job it is about; it returns an outcome or raises.
 READS: dict[str, Method] = {
     "get": lambda c, j: c.get(j).id == j and "ok",
+    "job_or_archived": lambda c, j: c.job_or_archived(j).job.id == j and "ok",
     "wait_terminal": lambda c, j: c.wait_terminal(j, 0).id == j and "ok",
     "artifact": lambda c, j: c.artifact(j) is None and "ok",
     "job_usage": lambda c, j: c.job_usage(j) is not None and "ok",
@@ -89,6 +92,9 @@ GLOBAL: dict[str, Method] = {
     "enable_source": lambda c, _: c.enable_source(OTHER_SOURCE) and "ok",
     "reset_breaker": lambda c, _: c.reset_breaker("http://127.0.0.1:9/v1") is None and "ok",
     "retry_matching": lambda c, _: c.retry_matching() is not None and "ok",
+    "archive_status": lambda c, _: c.archive_status().ok and "ok",
+    "archive_backfill": lambda c, _: c.archive_backfill() >= 0 and "ok",
+    "archive_prune": lambda c, _: c.archive_prune("2025-01-01") == 0 and "ok",
 }
 
 # (method, role) -> outcome on (own, other's, missing) for the per-object methods.
@@ -110,16 +116,16 @@ ACTION_OUTCOMES = {
 GLOBAL_OUTCOMES = {
     "staff": {"sources_of_others": "hidden", "list_of_others": "hidden", "count_of_others": "hidden", "submit": "ok",
               "metrics": "denied", "audit": "denied", "limits_of_others": "hidden", "schedule_payloads": "hidden",
-              "retry_matching": "ok"},
+              "retry_matching": "ok", "archive_status": "denied"},
     "analyst": {"sources_of_others": "hidden", "list_of_others": "ok", "count_of_others": "ok", "submit": "denied",
                 "metrics": "ok", "audit": "denied", "limits_of_others": "ok", "schedule_payloads": "hidden",
-                "retry_matching": "denied"},
+                "retry_matching": "denied", "archive_status": "ok"},
     "admin": {"sources_of_others": "ok", "list_of_others": "ok", "count_of_others": "ok", "submit": "ok",
               "metrics": "ok", "audit": "ok", "limits_of_others": "ok", "schedule_payloads": "ok",
-              "retry_matching": "ok"},
+              "retry_matching": "ok", "archive_status": "ok"},
 }
 ADMIN_ONLY = {"enable_source", "set_limit", "save_schedule", "pause_schedule", "run_schedule",
-              "delete_schedule", "reset_breaker"}
+              "delete_schedule", "reset_breaker", "archive_backfill", "archive_prune"}
 ANY_ROLE = {"stats", "workers", "llm_status", "breakers", "own_sources"}
 LISTINGS = {"get_many", "list", "page", "history", "export_csv", "live", "events"}
 
@@ -149,6 +155,15 @@ def outcome(call: Callable[[], Any]) -> str:
         return "denied"
     assert result in ("ok", "hidden", "missing"), result
     return str(result)
+
+
+@pytest.fixture(autouse=True)
+def archive_on(monkeypatch: pytest.MonkeyPatch, tmp_path: Path) -> Iterator[None]:
+    """The archive on (SQLite in tmp), for the archive_* rows."""
+    monkeypatch.setenv("TASKDECK_ARCHIVE", "true")
+    monkeypatch.setenv("TASKDECK_DATA_DIR", str(tmp_path))
+    yield
+    operations.close_all()
 
 
 @pytest.fixture

@@ -12,6 +12,8 @@ from pydantic import BaseModel, Field
 from sse_starlette import EventSourceResponse
 from starlette.exceptions import HTTPException
 
+from ..archive import operations
+from ..archive.operations import ArchiveHealth
 from ..client.facade import AsyncClient
 from ..errors import TaskdeckError
 from ..models import Job, JobStatus
@@ -29,7 +31,7 @@ bearer = HTTPBearer(auto_error=False, description="A token from `python -m runne
 TAGS = [
     {"name": "jobs", "description": "Submit jobs, follow them, read their results, cancel and retry them."},
     {"name": "types", "description": "The task types this deployment runs, with their payload schemas."},
-    {"name": "system", "description": "Whether Redis and the workers are up."},
+    {"name": "system", "description": "Whether Redis, the workers and the archive are up."},
 ]
 NOT_FOUND = "No job with this id that the token's user may see: another user's job answers exactly like a missing one."
 STREAM = ("Server-Sent Events, each frame one of `JobStreamFrame`: `snapshot` (the record, as of the stream "
@@ -52,6 +54,9 @@ class TypeInfo(BaseModel):
 class Health(BaseModel):
     redis: bool
     workers_alive: int
+    archive: ArchiveHealth | None = Field(None, description="The archive: null when it is off "
+                                          "(TASKDECK_ARCHIVE=false). A down archive shows `ok` false; it never "
+                                          "makes health fail (Redis is what runs the jobs).")
 
 
 router = APIRouter(prefix="/api")
@@ -177,15 +182,18 @@ async def list_types(ac: Acting) -> list[TypeInfo]:
 
 
 @router.get("/health", response_model=Health, operation_id="health", tags=["system"],
-            response_description="Redis answers; how many workers are alive.",
+            response_description="Redis answers; how many workers are alive; the archive's state.",
             responses={503: {"model": Health, "description": "Redis is unreachable (`redis` is false)."}})
 async def health(request: Request) -> Any:
-    """Whether Redis answers and how many workers are alive; needs no token."""
+    """Whether Redis answers, how many workers are alive, and whether the archive answers and what its
+    feed has still to write; needs no token."""
+    store = root(request).store
     try:
         alive = (await root(request).stats()).workers_alive
     except TaskdeckError:
-        return JSONResponse(Health(redis=False, workers_alive=0).model_dump(), status_code=503)
-    return Health(redis=True, workers_alive=alive)
+        down = Health(redis=False, workers_alive=0, archive=await operations.health(store))
+        return JSONResponse(down.model_dump(mode="json"), status_code=503)
+    return Health(redis=True, workers_alive=alive, archive=await operations.health(store))
 
 
 class App(FastAPI):

@@ -169,14 +169,21 @@ class Feeder:
         self.budget_s = budget_s
         self.grouped = False
         self.behind = True  # own pending entries may exist (a restart under the same name, a failed write)
+        self.next_stale = 0.0  # when to look for a dead feeder's entries next (monotonic)
+        self.failing: str | None = None  # the last write failure, logged once until a write succeeds
 
     async def run_once(self) -> int:
         """Archive what the stream holds, for up to `budget_s`: own pending entries first (after a
-        failed write), then others' stale ones, then new ones. Returns the jobs written; 0 when the
-        archive is down (logged; the entries stay pending, nothing is lost)."""
-        deadline = time.monotonic() + self.budget_s
+        failed write), then others' stale ones (looked for every claim_idle_s / 2), then new ones.
+        Idle, that is one XREADGROUP. Returns the jobs written; 0 when the archive is down (logged
+        once per outage; the entries stay pending, nothing is lost)."""
+        now = time.monotonic()
+        deadline = now + self.budget_s
         written = 0
-        sources: list[Callable[[], Awaitable[list[Entry]]]] = [self.stale, self.fresh]
+        sources: list[Callable[[], Awaitable[list[Entry]]]] = [self.fresh]
+        if now >= self.next_stale:
+            sources.insert(0, self.stale)
+            self.next_stale = now + self.claim_idle_ms / 2000
         if self.behind:
             sources.insert(0, self.own)
         try:
@@ -184,7 +191,13 @@ class Feeder:
                 written += await self.drain(source, deadline)
         except ArchiveUnavailable as e:
             self.behind = True
-            log.warning("archive: write failed, will retry: %s", e)
+            if str(e) != self.failing:
+                log.warning("archive: write failed, will retry: %s", e)
+            self.failing = str(e)
+            return written
+        if self.failing and written:
+            log.warning("archive: writing again (%d jobs written) after: %s", written, self.failing)
+            self.failing = None
         return written
 
     async def drain(self, source: Callable[[], Awaitable[list[Entry]]], deadline: float) -> int:

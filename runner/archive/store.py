@@ -462,15 +462,29 @@ class Archive:
         return deleted
 
     def status(self) -> ArchiveStatus:
+        """What the archive holds. A database no worker has migrated yet reads as empty (revision None)."""
         c = jobs.c
-        with self.guard(), self.engine.connect() as connection:
-            rows, oldest, newest_finished = connection.execute(
-                select(func.count(), func.min(c.created_at), func.max(c.finished_at))).one()
-            audit_rows = connection.execute(select(func.count()).select_from(audit)).scalar_one()
-            size = self.size(connection)
-        return ArchiveStatus(url=redacted(str(self.engine.url)), backend=self.backend,
-                             revision=migrate.current(self.engine), rows=rows, audit_rows=audit_rows,
+        url = redacted(str(self.engine.url))
+        with self.guard():
+            revision = migrate.current(self.engine)
+            if revision is None:
+                return ArchiveStatus(url=url, backend=self.backend, revision=None, rows=0, audit_rows=0,
+                                     oldest_created=None, newest_finished=None, size_bytes=0)
+            with self.engine.connect() as connection:
+                rows, oldest, newest_finished = connection.execute(
+                    select(func.count(), func.min(c.created_at), func.max(c.finished_at))).one()
+                audit_rows = connection.execute(select(func.count()).select_from(audit)).scalar_one()
+                size = self.size(connection)
+        return ArchiveStatus(url=url, backend=self.backend, revision=revision, rows=rows, audit_rows=audit_rows,
                              oldest_created=oldest, newest_finished=newest_finished, size_bytes=size)
+
+    def job_count(self) -> int:
+        """Jobs archived (0 before the first migration): what health reports."""
+        with self.guard():
+            if migrate.current(self.engine) is None:
+                return 0
+            with self.engine.connect() as connection:
+                return int(connection.execute(select(func.count()).select_from(jobs)).scalar_one())
 
     def size(self, connection: Connection) -> int:
         if self.backend == "postgresql":

@@ -100,6 +100,7 @@ class Client:
 
     submit = blocking(AsyncClient.submit)
     get = blocking(AsyncClient.get)
+    job_or_archived = blocking(AsyncClient.job_or_archived)
     list = blocking(AsyncClient.list)
     page = blocking(AsyncClient.page)
     cancel = blocking(AsyncClient.cancel)
@@ -136,3 +137,6 @@ class Client:
     reset_breaker = blocking(AsyncClient.reset_breaker)
     sources = blocking(AsyncClient.sources)
     enable_source = blocking(AsyncClient.enable_source)
+    archive_status = blocking(AsyncClient.archive_status)
+    archive_backfill = blocking(AsyncClient.archive_backfill)
+    archive_prune = blocking(AsyncClient.archive_prune)

@@ -29,10 +29,14 @@ from ..settings import Settings
 from ..storage import transitions
 from ..storage.store import Outcome, Store, TransitionSpec, connect
 from . import bulk, oversight, payloads
+from .archived import ArchiveReader, Found
 from .bulk import BulkResult
 from .schedules import Schedule, Scheduler
 
 if TYPE_CHECKING:
+    from datetime import date
+
+    from ..archive.operations import ArchiveReport
     from ..reads.llm_status import BreakerState, JobUsage, LlmStatus
     from ..web.sources import Source
 
@@ -47,11 +51,12 @@ class AsyncClient:
         self.user = self.principal.email
         registry.load(self.settings.task_modules)
         self._store: Store | None = None
+        self.archive = ArchiveReader(self.settings)  # opened by the first read that needs it (archived.py)
 
     def acting(self, principal: access.Principal) -> AsyncClient:
         """The same client (and connection pool) acting as `principal`: one per request in a server."""
         other = AsyncClient(self.settings, principal=principal)
-        other._store = self.store
+        other._store, other.archive = self.store, self.archive
         return other
 
     @property
@@ -67,6 +72,7 @@ class AsyncClient:
         await self.close()
 
     async def close(self) -> None:
+        self.archive.close()
         if self._store is not None:
             await self._store.redis.aclose()
             self._store = None
@@ -137,13 +143,21 @@ class AsyncClient:
                                 f"try again in {math.ceil(wait / 60)} min", retry_after_s=wait)
 
     async def get(self, job_id: str) -> Job:
-        """One job's record; another user's job answers like a missing one."""
+        """One job's record, read from the archive once Redis no longer holds it; another user's job
+        answers like a missing one."""
+        return (await self.job_or_archived(job_id)).job
+
+    async def job_or_archived(self, job_id: str) -> Found:
+        """get(), saying whether the record came from the archive (`archived`: Redis no longer holds the
+        job, which is then read-only), with the archived audit trail and LLM usage."""
         self.principal.require(Action.read)
         async with self.store.guard():
             job = await self.store.load(job_id) if valid_id(job_id) else None
+        if job is None and valid_id(job_id) and (found := await self.archive.find(job_id, self.principal)):
+            return found
         if job is None or not self.principal.sees(job.user_id):
             raise JobNotFound(f"job {job_id!r} not found; `python -m runner list` shows recent jobs")
-        return job
+        return Found(job=job)
 
     async def list(
         self,
@@ -158,9 +172,14 @@ class AsyncClient:
         if visible is None:
             return []
         query = HistoryQuery(status=parse_statuses(status), type=type, user=visible.user)
+        limit, offset = max(1, min(limit, 1000)), max(0, offset)
+
+        async def alone() -> builtins.list[Job]:
+            return await self.store.load_many(await history.select(self.store, query, limit, offset))
+
         async with self.store.guard():
-            ids = await history.select(self.store, query, max(1, min(limit, 1000)), max(0, offset))
-            return await self.store.load_many(ids)
+            return await self.archive.either(self.store, self.principal,
+                                             lambda reads: reads.listed(query, limit, offset), alone)
 
     async def page(
         self,
@@ -176,8 +195,11 @@ class AsyncClient:
         after = paging.Cursor.decode(cursor) if cursor else None
         if visible is None:
             return paging.JobPage(jobs=[], next_cursor=None)
+        limit = max(1, min(limit, 1000))
         async with self.store.guard():
-            return await paging.page(self.store, visible, max(1, min(limit, 1000)), after)
+            return await self.archive.either(self.store, self.principal,
+                                             lambda reads: reads.page(visible, limit, after),
+                                             lambda: paging.page(self.store, visible, limit, after))
 
     async def cancel(self, job_id: str, by: str | None = None) -> Job:
         """Cancel a queued job (it never starts) or abort a running one; returns within cancel_wait_s."""
@@ -225,10 +247,13 @@ class AsyncClient:
 
     async def owned(self, job_id: str) -> Job:
         """A job the acting user may act on (their own, or any for an admin); else not found."""
-        job = await self.get(job_id)
-        if not self.principal.acts_on(job.user_id):
+        found = await self.job_or_archived(job_id)
+        if not self.principal.acts_on(found.job.user_id):
             raise JobNotFound(f"job {job_id!r} not found; `python -m runner list` shows recent jobs")
-        return job
+        if found.archived:
+            raise InvalidTransition(f"job {job_id} is archived (Redis no longer holds it), so it is read-only: "
+                                    "submit it again as a new job (the Job page's \"Retry with edited inputs\")")
+        return found.job
 
     async def limits(self) -> dict[str, int]:
         """Running limits set by admins ("user:a@x.io" -> 3): every one for roles that read everyone's
@@ -396,12 +421,16 @@ class AsyncClient:
         return query.model_copy(update={"user": self.user})
 
     async def history(self, query: HistoryQuery | None = None, limit: int = 50, offset: int = 0) -> HistoryPage:
-        """Finished jobs (by default) newest first, filtered and paginated from the indexes (history.py)."""
+        """Finished jobs (by default) newest first, filtered and paginated from the indexes (history.py),
+        and from the archive beyond what Redis holds (seamless.py; `archived` names those rows)."""
         visible = self.visible(query or HistoryQuery())
         if visible is None:
             return HistoryPage(jobs=[], total=0)
+        limit, offset = max(0, min(limit, 1000)), max(0, offset)
         async with self.store.guard():
-            return await history.search(self.store, visible, max(0, min(limit, 1000)), max(0, offset))
+            return await self.archive.either(self.store, self.principal,
+                                             lambda reads: reads.history(visible, limit, offset),
+                                             lambda: history.search(self.store, visible, limit, offset))
 
     async def count(self, status: JobStatus | str | Iterable[JobStatus | str] | None = None,
                     type: str | None = None,  # noqa: A002  (public keyword, part of the contract)
@@ -410,7 +439,8 @@ class AsyncClient:
         if visible is None:
             return 0
         async with self.store.guard():
-            return await history.count(self.store, visible)
+            return await self.archive.either(self.store, self.principal, lambda reads: reads.count(visible),
+                                             lambda: history.count(self.store, visible))
 
     async def get_many(self, ids: Iterable[str]) -> builtins.list[Job]:
         """The records (without attempt_log and partial) of those jobs the acting user may see."""
@@ -468,13 +498,16 @@ class AsyncClient:
         return found
 
     async def export_csv(self, query: HistoryQuery | None = None) -> AsyncIterator[str]:
-        """Every job matching `query` as CSV text, chunk by chunk, read from the indexes as it goes."""
+        """Every job matching `query` as CSV text, chunk by chunk, read from the indexes (and the archive,
+        beyond what Redis holds) as it goes."""
         visible = self.visible(query or HistoryQuery())
         if visible is None:
             yield history.csv_text([history.CSV_COLUMNS])
             return
         async with self.store.guard():
-            async for chunk in history.csv_chunks(self.store, visible):
+            reads = await self.archive.reads(self.store, self.principal)
+            chunks = reads.csv_chunks(visible) if reads else history.csv_chunks(self.store, visible)
+            async for chunk in chunks:
                 yield chunk
 
     async def cancel_many(self, ids: Iterable[str], by: str | None = None) -> BulkResult:
@@ -519,6 +552,40 @@ class AsyncClient:
     async def enable_source(self, url: str, owner: str | None = None) -> builtins.list[Source]:
         """Re-enable `owner`'s source `url` (None: every owner's source of that name); admins only."""
         return await oversight.enable_source(self, url, owner)
+
+    # The archive's operations (runner.archive.operations): what it holds and what the feed has left; backfill, prune.
+    async def archive_status(self) -> ArchiveReport:
+        """The archive's backend, schema revision, rows, newest job and size, with the feed's backlog; `ok`
+        false (with `problem`) when it does not answer. For roles that read everyone's jobs; Unavailable
+        when the archive is off (TASKDECK_ARCHIVE=false)."""
+        from ..archive import operations
+
+        self.principal.require(Action.read_all)
+        async with self.store.guard():
+            return await operations.status(self.store)
+
+    async def archive_backfill(self) -> int:
+        """Archive every finished job still in Redis (those finished before the archive was on, or whose
+        events the stream's cap dropped); idempotent. Returns the jobs written; admins only."""
+        from ..archive import operations
+
+        self.principal.require(Action.settings)
+        async with self.store.guard("the backfill may be partly done; run it again"):
+            written = await operations.backfill(self.store)
+            await self.audit_entry(f"archive backfill: {written} jobs written")
+        return written
+
+    async def archive_prune(self, before: datetime | date | str) -> int:
+        """Delete the archived jobs that finished before `before` (a date is its midnight UTC; not in the
+        future), and older audit entries. Returns the jobs deleted; admins only."""
+        from ..archive import operations
+
+        self.principal.require(Action.settings)
+        cutoff = operations.cutoff(before)
+        async with self.store.guard("the prune may be partly done; run it again"):
+            deleted = await operations.prune(self.store, cutoff)
+            await self.audit_entry(f"archive prune before {cutoff:%Y-%m-%d %H:%M} UTC: {deleted} jobs deleted")
+        return deleted
 
 
 def worker_info(row: dict[str, str], now: float, lease_s: float) -> WorkerInfo:

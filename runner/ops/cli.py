@@ -6,7 +6,7 @@ import functools
 import sys
 from collections.abc import Awaitable, Callable
 from pathlib import Path
-from typing import Any, BinaryIO, ParamSpec, TypeVar
+from typing import TYPE_CHECKING, Any, BinaryIO, ParamSpec, TypeVar
 
 import click
 import orjson
@@ -19,6 +19,9 @@ from ..policy.access import Role
 from ..policy.admission import env_name, missing, unavailable_reason
 from ..settings import Settings
 from ..storage.store import Store, connect
+
+if TYPE_CHECKING:
+    from ..archive.operations import ArchiveReport
 
 F = TypeVar("F", bound=Callable[..., Any])
 T = TypeVar("T")
@@ -367,6 +370,66 @@ def with_llm_footer(command: click.Command) -> None:
 
 
 with_llm_footer(types)
+
+
+@cli.group()
+def archive() -> None:
+    """The archive: every finished job kept in SQL (SQLite, or Postgres with TASKDECK_ARCHIVE_URL)."""
+
+
+def archive_report(found: ArchiveReport) -> list[str]:
+    """`archive status` as text: one line per fact."""
+    size = "-" if found.size_bytes is None else f"{found.size_bytes / 1e6:,.1f} MB"
+    revision = found.revision or "not migrated yet"
+    lines = [f"archive: {found.backend} at {found.url}",
+             f"  schema {revision}" + ("" if found.revision in (None, found.head) else f" (code's: {found.head})"),
+             f"  jobs {found.rows:,}  audit entries {found.audit_rows:,}  size {size}",
+             f"  oldest submitted {found.oldest_created or '-'}  newest finished {found.newest_finished or '-'}"]
+    lag = "?" if found.backlog.lag is None else f"{found.backlog.lag:,}"
+    lines.append(f"  backlog: {lag} events unread, {found.backlog.pending:,} pending")
+    return lines
+
+
+@archive.command("status")
+@as_user
+@json_flag
+@handle_errors
+def archive_status(acting: str | None, as_json: bool) -> None:
+    """Backend, URL, schema revision, jobs archived, newest, size, and the feed's backlog."""
+    with client(acting) as c:
+        found = c.archive_status()
+    if not found.ok:
+        click.echo(f"error: {found.problem}", err=True)
+        sys.exit(1)
+    if as_json:
+        emit(found.model_dump(mode="json"))
+        return
+    click.echo("\n".join(archive_report(found)))
+
+
+@archive.command("backfill")
+@as_user
+@json_flag
+@handle_errors
+def archive_backfill(acting: str | None, as_json: bool) -> None:
+    """Archive every finished job still in Redis (idempotent); prints how many were written."""
+    with client(acting) as c:
+        written = c.archive_backfill()
+    emit({"archived": written}) if as_json else click.echo(f"archived {written} jobs")
+
+
+@archive.command("prune")
+@click.option("--before", required=True, metavar="YYYY-MM-DD", help="Delete the jobs finished before this day "
+              "(UTC midnight).")
+@as_user
+@json_flag
+@handle_errors
+def archive_prune(before: str, acting: str | None, as_json: bool) -> None:
+    """Delete archived jobs finished before a date (admins); prints how many."""
+    with client(acting) as c:
+        deleted = c.archive_prune(before)
+    emit({"deleted": deleted, "before": before}) if as_json else click.echo(f"deleted {deleted} archived jobs "
+                                                                             f"finished before {before}")
 
 
 @cli.command("openapi")

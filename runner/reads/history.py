@@ -10,7 +10,8 @@ from __future__ import annotations
 
 import csv
 import io
-from collections.abc import AsyncIterator, Sequence
+import re
+from collections.abc import AsyncIterator, Iterator, Sequence
 from dataclasses import dataclass, field
 from datetime import datetime
 from typing import Any
@@ -31,6 +32,15 @@ local out = {}
 for i, key in ipairs(KEYS) do out[i] = redis.call('HGET', key, ARGV[1]) end
 return out
 """  # KEYS: hashes; ARGV[1]: a field. Its value in each (nil where absent), in order.
+FIELDS_OF_EACH = """
+local out = {}
+for i, key in ipairs(KEYS) do out[i] = redis.call('HMGET', key, unpack(ARGV)) end
+return out
+"""  # KEYS: hashes; ARGV: fields. The values of those fields in each hash, in order.
+TEXT_FIELDS = ("payload", "result", "last_error", "steps")
+WORD = re.compile(r"\w+")
+MAX_WORDS = 16
+SUFFIXES = ("ations", "ation", "ings", "ing", "ions", "ion", "ed", "es", "s")
 CSV_COLUMNS = (
     "id", "type", "status", "priority", "user_id", "org_id", "queued_at", "started_at", "completed_at", "duration_s",
     "attempts", "max_attempts", "progress", "current_step", "last_error", "retried_from", "retried_by", "retried_at",
@@ -46,10 +56,12 @@ class HistoryQuery(BaseModel):
     until: datetime | None = Field(None, description="Submitted before.")
     id_prefix: str = ""
     error: str = Field("", description="Case-insensitive text in the last error.")
+    q: str = Field("", description="Words, every one of which the payload, result, last error or step names "
+                   "hold (full-text search; in the archive, stemmed).")
 
     @property
     def searching(self) -> bool:
-        return bool(self.id_prefix or self.error)
+        return bool(self.id_prefix or self.error or self.q.strip())
 
 
 class HistoryPage(BaseModel):
@@ -57,6 +69,9 @@ class HistoryPage(BaseModel):
     total: int = Field(description="Jobs matching; a lower bound when `exact` is false.")
     exact: bool = True
     scanned: int = Field(0, description="Index entries read to answer.")
+    archived: list[str] = Field(default_factory=list, description="The ids among `jobs` read from the archive "
+                                "(Redis no longer holds them): read-only.")
+    archived_total: int = Field(0, description="Of `total`, the jobs only the archive holds.")
 
 
 @dataclass
@@ -195,6 +210,8 @@ class Scan:
             ids = await self.in_each(ids)
         if ids and self.query.error:
             ids = await self.with_error(ids, self.query.error.lower())
+        if ids and self.query.q.strip():
+            ids = await self.with_words(ids, words(self.query.q))
         return ids
 
     async def in_each(self, ids: list[str]) -> list[str]:
@@ -215,6 +232,67 @@ class Scan:
         errors = await read(keys=[self.store.keys.job(job_id) for job_id in ids], args=["last_error"])
         return [job_id for job_id, raw in zip(ids, errors, strict=True)
                 if raw and text in str(orjson.loads(raw) or "").lower()]
+
+
+    async def with_words(self, ids: list[str], wanted: list[str]) -> list[str]:
+        """The ids whose payload, result, last error or step names hold every word of `wanted` (see
+        `holds`): those fields of each read in one script call per batch."""
+        if not wanted:
+            return []
+        read = self.store.redis.register_script(FIELDS_OF_EACH)
+        rows = await read(keys=[self.store.keys.job(job_id) for job_id in ids], args=list(TEXT_FIELDS))
+        return [job_id for job_id, row in zip(ids, rows, strict=True) if holds(text_words(row), wanted)]
+
+
+def words(text: str) -> list[str]:
+    """A text search's words, as the archive reads them (runner.archive.store.terms)."""
+    return WORD.findall(text.lower())[:MAX_WORDS]
+
+
+def root(word: str) -> str:
+    """`word` without a common English ending ("kits" -> "kit", "generating" -> "generat")."""
+    for suffix in SUFFIXES:
+        if word.endswith(suffix) and len(word) - len(suffix) >= 3:
+            return word[: -len(suffix)]
+    return word
+
+
+def holds(found: set[str], wanted: list[str]) -> bool:
+    """Every wanted word begins one of the words found, once stripped of its ending: close to the archive's
+    stemmed search (Redis has no text index; its working set is read, the archive's index is not)."""
+    return all(any(word.startswith(root(want)) for word in found) for want in wanted)
+
+
+def text_words(row: Sequence[str | None]) -> set[str]:
+    """The words of a record's searchable fields (TEXT_FIELDS, as Redis keeps them: JSON)."""
+    payload, result, error, steps = (orjson.loads(raw) if raw else None for raw in row)
+    names = [step.get("name", "") for step in steps or [] if isinstance(step, dict)]
+    return set(WORD.findall(" ".join([*strings(payload), *strings(result), str(error or ""), *names]).lower()))
+
+
+def strings(value: Any) -> Iterator[str]:
+    """Every string and number in a JSON value."""
+    if isinstance(value, dict):
+        value = list(value.values())
+    if isinstance(value, list):
+        for item in value:
+            yield from strings(item)
+    elif isinstance(value, str | int | float) and not isinstance(value, bool):
+        yield str(value)
+
+
+async def ranked(store: Store, q: HistoryQuery, n: int, scan_limit: int = SCAN_LIMIT) -> tuple[list[str], HistoryPage]:
+    """The first `n` ids matching `q`, newest first, and the page's total, exact and scanned as search()
+    gives them (no jobs read): what a reader merging other rows in needs."""
+    p = await plan(store, q)
+    if p.size is not None and p.answers(q):
+        ids = await leading(store, p, n, 0)
+        return ids, HistoryPage(jobs=[], total=p.size, exact=True, scanned=len(ids))
+    scan, matched, found = Scan(store, p, q, scan_limit), 0, list[str]()
+    async for ids in scan.batches():
+        found += ids[: max(0, n - len(found))]
+        matched += len(ids)
+    return found, HistoryPage(jobs=[], total=matched, exact=not scan.truncated, scanned=scan.scanned)
 
 
 async def search(store: Store, q: HistoryQuery, limit: int = 50, offset: int = 0,

@@ -32,6 +32,7 @@ from ..storage import durability
 from ..storage.store import RECONNECT_ERRORS, Store, connect, reconnecting
 from ..storage.transitions import ARQ_FUNCTION
 from . import claim, heartbeat, logs, wake
+from .archiving import Archiving
 from .execution import WorkerState, run
 
 logger = logging.getLogger("taskdeck.worker")
@@ -62,6 +63,7 @@ async def start(ctx: dict[str, Any], s: Settings) -> None:
     state.client = AsyncClient(s)
     await Scheduler(state.client).seed(s.schedules)
     await heartbeat.beat(state)
+    ctx["taskdeck_archiving"] = await Archiving.start(store, state.id)
     ctx["taskdeck_tasks"] = [asyncio.create_task(heartbeat.run(state)),
                              asyncio.create_task(wake.listen(store.redis, store.keys.wake, wakeup))]
 
@@ -74,6 +76,9 @@ async def shutdown(ctx: dict[str, Any]) -> None:
     if state is None:
         return
     await heartbeat.stop(state, ctx.get("taskdeck_tasks", []))
+    archiving: Archiving | None = ctx.pop("taskdeck_archiving", None)
+    if archiving is not None:
+        await archiving.stop()
     if state.client is not None:
         await state.client.close()
     await state.store.redis.aclose()
