@@ -40,7 +40,8 @@ STREAM = ("Server-Sent Events, each frame one of `JobStreamFrame`: `snapshot` (t
           "stream ends (close the EventSource then: a reconnect gets what it missed, if anything, and the final "
           "record again). After `TASKDECK_API_STREAM_MAX_S` the stream ends with a frame of only `retry` and the "
           "position as `id`: reconnect with Last-Event-ID to read on. A snapshot comes again only where events "
-          "were lost to the stream's cap.")
+          "were lost to the stream's cap. A job that only the archive holds (Redis no longer does) is final: its "
+          "stream is the archived record as the snapshot, then the end.")
 
 
 class TypeInfo(BaseModel):
@@ -167,7 +168,8 @@ async def job_events(job_id: str, ac: Acting, request: Request,
                          "The `id` of the last event received (an EventSource sends it on its own)."))] = None
                      ) -> Response:
     """Follow a job as it runs, until it is final; resume without loss with Last-Event-ID."""
-    await ac.get(job_id)
+    if (found := await ac.job_or_archived(job_id)).archived:
+        return await streams.archived_stream(ac.store, found.job, last_event_id)
     return await streams.open_stream(request.app.state.hub, ac.store, job_id, ac.user, last_event_id)
 
 

@@ -5,7 +5,8 @@ long as it stayed open. Here one task (Hub.run) reads the stream with XREAD BLOC
 entry to the open streams following its job, so a thousand followers cost one blocked connection.
 A stream catches up from its resume position with reads that never block (events.Follow) after it
 has joined the hub, so nothing falls between the two. Streams end when their job is final, or after
-`api_stream_max_s` with a `retry:` hint; each user may hold `api_streams_per_user` open at once.
+`api_stream_max_s` with a `retry:` hint; each user may hold `api_streams_per_user` open at once. A job
+that only the archive holds is final: its stream is its archived record as the snapshot, then the end.
 """
 from __future__ import annotations
 
@@ -21,6 +22,7 @@ from sse_starlette import EventSourceResponse, ServerSentEvent
 from starlette.types import Receive, Scope, Send
 
 from ..errors import LimitExceeded, RedisUnavailable
+from ..models import Job
 from ..reads import events
 from ..reads.events import Event, Follow, Snapshot
 from ..storage.store import Store
@@ -195,6 +197,23 @@ async def open_stream(hub: Hub, store: Store, job_id: str, user: str, last_event
         await items.aclose()
 
     return Stream(frames(first, items, follow, store), close)
+
+
+async def archived_stream(store: Store, job: Job, last_event_id: str | None) -> Stream:
+    """The stream of a job that only the archive holds (the route read it there, for a caller who may see
+    it), as a final job's in Redis: its record as the snapshot, then the end; a reconnect gets the record
+    again. Last-Event-ID is checked as for any stream; the stream takes no place at the hub."""
+    async with store.guard("nothing was streamed"):
+        await events.resume_point(store, last_event_id)
+        first = await events.snapshot_of(store, job)
+
+    async def only() -> AsyncIterator[ServerSentEvent]:
+        yield frame(first)
+
+    async def close() -> None:
+        pass
+
+    return Stream(only(), close)
 
 
 async def frames(first: Snapshot | Event | None, items: AsyncGenerator[Snapshot | Event | None, None], follow: Follow,

@@ -2,7 +2,7 @@
 
 Every transition appends an entry to `{prefix}events`; an entry whose status is final (completed,
 failed, cancelled) means a job to archive. A feeder reads the group's new entries (XREADGROUP), acks
-the others at once, reads the finished jobs' records in one pipeline, writes them with the audit
+the others at once (one script), reads the finished jobs' records in one script call, writes them with the audit
 entries added since the last write, and only then acks their entries. So the writes are at least once
 (a feeder killed between the write and the ack leaves entries that are written again) and idempotent
 (Archive.upsert keeps one row per job, its newest version).
@@ -30,9 +30,9 @@ from pydantic import BaseModel, Field, ValidationError
 from redis.exceptions import ResponseError
 from sqlalchemy.exc import DataError, IntegrityError
 
-from ..models import Job
+from ..models import Attempt, Job
 from ..reads.events import TERMINAL_NAMES
-from ..storage.store import Store, decode
+from ..storage.store import ATTEMPT_FIELD, Store
 from .store import Archive, ArchiveUnavailable, AuditEntry, Record
 
 log = logging.getLogger("runner.archive")
@@ -43,6 +43,49 @@ AUDIT_CHUNK = 1000
 READ_FACTOR = 5  # events read per job written: a job leaves ~5 entries (submitted, started, progress, final)
 
 Entry = tuple[str, dict[str, str] | None]
+Batch = tuple[int, list[tuple[str, str]]]  # entries read; the final ones' (entry id, job id), the others acked
+TERMINAL_ORDER = sorted(TERMINAL_NAMES)
+
+# A batch's records, usage hashes and call lists in one call (KEYS: per job, its record, usage and calls):
+# a pipeline of three commands per job costs the worker a reply to parse, and a task's wake-up, per command.
+READ_RECORDS = """
+local out = {}
+for i = 1, #KEYS, 3 do
+  out[#out + 1] = redis.call('HGETALL', KEYS[i])
+  out[#out + 1] = redis.call('HGETALL', KEYS[i + 1])
+  out[#out + 1] = redis.call('LRANGE', KEYS[i + 2], 0, -1)
+end
+return out
+"""
+
+# XREADGROUP, acking at once the entries of unfinished states (and those trimmed away): what comes back
+# is the number of entries read and, flat, the id and job of each final one. ARGV: group, consumer,
+# position (">" or "0"), count, then the final status names.
+READ_FINAL = """
+local final = {}
+for i = 5, #ARGV do final[ARGV[i]] = true end
+local reply = redis.call('XREADGROUP', 'GROUP', ARGV[1], ARGV[2], 'COUNT', ARGV[4], 'STREAMS', KEYS[1], ARGV[3])
+local entries = reply and reply[1] and reply[1][2] or {}
+local out, others = {}, {}
+for _, entry in ipairs(entries) do
+  local fields, status, job = entry[2], nil, ''
+  if fields then
+    for j = 1, #fields, 2 do
+      if fields[j] == 'status' then status = fields[j + 1] elseif fields[j] == 'job' then job = fields[j + 1] end
+    end
+  end
+  if status and final[status] then
+    out[#out + 1] = entry[1]
+    out[#out + 1] = job
+  else
+    others[#others + 1] = entry[1]
+  end
+end
+for i = 1, #others, 1000 do
+  redis.call('XACK', KEYS[1], ARGV[1], unpack(others, i, math.min(i + 999, #others)))
+end
+return {#entries, out}
+"""
 
 
 
@@ -81,21 +124,24 @@ async def backlog(store: Store) -> Backlog:
 
 
 async def read_records(store: Store, job_ids: Sequence[str]) -> list[Record]:
-    """The finished ones among `job_ids`, with their usage, in one pipeline. A job that is gone, was
+    """The finished ones among `job_ids`, with their usage, in one script call. A job that is gone, was
     re-run since its event (its next final event will bring it), or no longer parses is left out."""
-    async with store.redis.pipeline(transaction=False) as pipe:
-        for job_id in job_ids:
-            steps, calls = store.keys.llm_usage(job_id), store.keys.llm_calls(job_id)
-            pipe.hgetall(store.keys.job(job_id))
-            pipe.hgetall(steps)
-            pipe.lrange(calls, 0, -1)
-        replies = await pipe.execute()
+    if not job_ids:
+        return []
+    keys = store.keys
+    names = [key for job_id in job_ids for key in (keys.job(job_id), keys.llm_usage(job_id), keys.llm_calls(job_id))]
+    replies = await store.redis.register_script(READ_RECORDS)(names)
     records = []
     for job_id, (raw, steps, calls) in zip(job_ids, batched(replies, 3), strict=True):
-        job = parsed(job_id, raw)
+        job = parsed(job_id, pairs(raw))
         if job is not None and job.status.terminal:
-            records.append(Record(job, usage(steps, calls)))
+            records.append(Record(job, usage(pairs(steps), calls)))
     return records
+
+
+def pairs(flat: list[str]) -> dict[str, str]:
+    """A hash as HGETALL answers inside a script: field, value, field, value..."""
+    return dict(zip(flat[::2], flat[1::2], strict=True)) if flat else {}
 
 
 def usage(steps: dict[str, str], calls: list[str]) -> dict[str, Any]:
@@ -120,10 +166,23 @@ def parsed(job_id: str, raw: dict[str, str]) -> Job | None:
     if not raw:
         return None
     try:
-        return decode(raw)
+        return decoded(raw)
     except (ValidationError, ValueError) as e:
         log.warning("archive: job %s has an unreadable record, not archived: %s", job_id, str(e)[:200])
         return None
+
+
+def decoded(raw: dict[str, str]) -> Job:
+    """runner.storage.store.decode in one pass over the fields (the feeder decodes every finished job)."""
+    values: dict[str, Any] = {}
+    attempts = []
+    for name, value in raw.items():
+        if name.startswith(ATTEMPT_FIELD):
+            attempts.append(Attempt.model_validate_json(value))
+        else:
+            values[name] = orjson.loads(value)
+    values["attempt_log"] = sorted(attempts, key=lambda a: a.number)
+    return Job.model_validate(values)
 
 
 async def read_audit(store: Store, archive: Archive) -> list[AuditEntry]:
@@ -180,7 +239,7 @@ class Feeder:
         now = time.monotonic()
         deadline = now + self.budget_s
         written = 0
-        sources: list[Callable[[], Awaitable[list[Entry]]]] = [self.fresh]
+        sources: list[Callable[[], Awaitable[Batch]]] = [self.fresh]
         if now >= self.next_stale:
             sources.insert(0, self.stale)
             self.next_stale = now + self.claim_idle_ms / 2000
@@ -200,20 +259,20 @@ class Feeder:
             self.failing = None
         return written
 
-    async def drain(self, source: Callable[[], Awaitable[list[Entry]]], deadline: float) -> int:
+    async def drain(self, source: Callable[[], Awaitable[Batch]], deadline: float) -> int:
         written = 0
         while True:
-            entries = await self.grouped_call(source)
-            if entries:
-                written += await self.feed(entries)
-            if len(entries) < self.read_count or time.monotonic() >= deadline:
+            read, finals = await self.grouped_call(source)
+            if finals:
+                written += await self.feed(finals)
+            if read < self.read_count or time.monotonic() >= deadline:
                 return written
 
     @property
     def read_count(self) -> int:
         return min(10_000, self.batch * READ_FACTOR)
 
-    async def grouped_call(self, source: Callable[[], Awaitable[list[Entry]]]) -> list[Entry]:
+    async def grouped_call(self, source: Callable[[], Awaitable[Batch]]) -> Batch:
         """`source()`, creating the group first when it does not exist (first run, or Redis was flushed)."""
         if not self.grouped:
             await ensure_group(self.store)
@@ -226,42 +285,52 @@ class Feeder:
             await ensure_group(self.store)
             return await source()
 
-    async def own(self) -> list[Entry]:
+    async def own(self) -> Batch:
         """This consumer's pending entries (read before, not acknowledged)."""
-        entries = await self.read_group("0")
-        if not entries:
+        batch = await self.read_group("0")
+        if not batch[0]:
             self.behind = False
-        return entries
+        return batch
 
-    async def fresh(self) -> list[Entry]:
+    async def fresh(self) -> Batch:
         return await self.read_group(">")
 
-    async def read_group(self, position: str) -> list[Entry]:
-        rows = await self.store.redis.xreadgroup(GROUP, self.consumer, {self.store.keys.events: position},
-                                                 count=self.read_count)
-        return [(entry_id, fields) for _, batch in rows or [] for entry_id, fields in batch]
+    async def read_group(self, position: str) -> Batch:
+        """XREADGROUP from `position`, in one script that acks the entries of unfinished states at once:
+        the number of entries read, and the final ones' (entry id, job id)."""
+        script = self.store.redis.register_script(READ_FINAL)
+        read, flat = await script([self.store.keys.events],
+                                  [GROUP, self.consumer, position, self.read_count, *TERMINAL_ORDER])
+        return int(read), list(zip(flat[::2], flat[1::2], strict=True))
 
-    async def stale(self) -> list[Entry]:
+    async def stale(self) -> Batch:
         """Entries pending for longer than claim_idle_s, claimed for this consumer: a dead feeder's."""
         reply = await self.store.redis.xautoclaim(self.store.keys.events, GROUP, self.consumer,
                                                   self.claim_idle_ms, "0-0", count=self.read_count)
         if len(reply) > 2 and reply[2]:
             log.warning("archive: %d pending events were trimmed from the stream before they were archived; "
                         "run a backfill", len(reply[2]))
-        return list(reply[1])
+        entries: list[Entry] = list(reply[1])
+        return len(entries), await self.split(entries)
 
-    async def feed(self, entries: list[Entry]) -> int:
-        """Ack the entries of unfinished states at once; write the finished jobs the others name, at
-        most `batch` per write, acking each write's entries after it."""
-        final: dict[str, list[str]] = {}  # job id -> its final entries
-        others = []
+    async def split(self, entries: list[Entry]) -> list[tuple[str, str]]:
+        """Ack the entries of unfinished states at once; the final ones' (entry id, job id)."""
+        finals, others = [], []
         for entry_id, fields in entries:
             if fields and fields.get("status") in TERMINAL_NAMES:
-                final.setdefault(fields.get("job", ""), []).append(entry_id)
+                finals.append((entry_id, fields.get("job", "")))
             else:
                 others.append(entry_id)
         if others:
             await self.store.redis.xack(self.store.keys.events, GROUP, *others)
+        return finals
+
+    async def feed(self, finals: list[tuple[str, str]]) -> int:
+        """Write the finished jobs the final entries name, at most `batch` per write, acking each write's
+        entries after it."""
+        final: dict[str, list[str]] = {}  # job id -> its final entries
+        for entry_id, job_id in finals:
+            final.setdefault(job_id, []).append(entry_id)
         job_ids, written = list(final), 0
         for start in range(0, len(job_ids), self.batch):
             chunk = job_ids[start:start + self.batch]

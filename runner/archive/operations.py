@@ -1,34 +1,30 @@
 """The archive as operators see and run it: its status beside the feed's backlog (AsyncClient.archive_status,
 `python -m runner archive status`, the Workers page), its health (GET /api/health), backfill and prune.
 
-Each process keeps one Archive per URL (an engine and its pool), opened on first use without migrating:
-reading the status never changes the schema; workers migrate at startup, and backfill and prune (which
-write) do before they start.
+They use this process's one Archive per URL (handle.py: an engine and its pool, shared with the client's
+reads), opened on first use, in a thread, without migrating: reading the status never changes the schema;
+workers migrate at startup, and backfill and prune (which write) do before they start.
 """
 from __future__ import annotations
 
 import asyncio
 import functools
-import threading
 import time
 from datetime import UTC, date, datetime
 
 from pydantic import BaseModel, Field
 
-from ..errors import InvalidPayload, Unavailable
-from ..settings import Settings
+from ..errors import InvalidPayload
 from ..storage.store import Store
-from . import feeder, migrate
-from .engine import redacted, url_of
+from . import feeder, handle, migrate
 from .feeder import Backlog
+from .handle import opened
 from .store import Archive, ArchiveUnavailable, first_line
 
 HEALTH_TIMEOUT_S = 5.0
 ROWS_FRESH_S = 30.0  # health counts the rows at most this often (a count walks an index)
 
-_opened: dict[str, Archive] = {}
 _rows: dict[str, tuple[float, int]] = {}  # url -> (monotonic time, rows) of health's last count
-_lock = threading.Lock()
 
 
 class ArchiveReport(BaseModel):
@@ -59,48 +55,21 @@ class ArchiveHealth(BaseModel):
     problem: str | None = Field(None, description="Why the archive does not answer, when it does not.")
 
 
-def safe_url(url: str) -> str:
-    """`url` with its password hidden; a placeholder when it is not a URL at all."""
-    try:
-        return redacted(url)
-    except Exception:
-        return "<TASKDECK_ARCHIVE_URL, not a URL>"
-
-
 @functools.cache
 def head() -> str:
     return migrate.head()
 
 
-def opened(settings: Settings) -> Archive:
-    """This process's Archive for `settings`' URL (not migrated by this). Unavailable when the archive is
-    off; ArchiveUnavailable when its URL cannot be used (unknown scheme, missing driver, unwritable folder)."""
-    if not settings.archive:
-        raise Unavailable("the archive is off (TASKDECK_ARCHIVE=false); set TASKDECK_ARCHIVE=true for the workers, "
-                          "the dashboard and this command")
-    url = url_of(settings)
-    with _lock:
-        found = _opened.get(url)
-        if found is None:
-            try:
-                found = _opened[url] = Archive.at(url, migrate_now=False)
-            except Exception as e:
-                raise ArchiveUnavailable(f"the archive at {safe_url(url)} cannot be opened: {first_line(e)}") from e
-    return found
-
-
 def close_all() -> None:
-    """Dispose of every engine opened here (tests; a process keeps its own until it ends)."""
-    with _lock:
-        for archive in _opened.values():
-            archive.close()
-        _opened.clear()
-        _rows.clear()
+    """Dispose of every engine this process opened and forget health's counts (tests; a process closes its own
+    at exit)."""
+    handle.close_all()
+    _rows.clear()
 
 
 async def status(store: Store) -> ArchiveReport:
     """The archive's state with the feed's backlog; `ok` false (and `problem`) when it does not answer."""
-    archive = opened(store.settings)
+    archive = await asyncio.to_thread(opened, store.settings)
     backlog = await feeder.backlog(store)
     try:
         found = await asyncio.to_thread(archive.status)
@@ -120,8 +89,7 @@ async def health(store: Store) -> ArchiveHealth | None:
     except Exception:
         backlog = None  # Redis is away: health says so itself
     try:
-        archive = opened(store.settings)
-        rows = await asyncio.wait_for(asyncio.to_thread(counted, archive), HEALTH_TIMEOUT_S)
+        rows = await asyncio.wait_for(asyncio.to_thread(lambda: counted(opened(store.settings))), HEALTH_TIMEOUT_S)
     except TimeoutError:
         return ArchiveHealth(ok=False, backlog=backlog, problem=f"no answer within {HEALTH_TIMEOUT_S:g} s")
     except Exception as e:
@@ -145,7 +113,7 @@ def counted(archive: Archive) -> int:
 
 async def backfill(store: Store) -> int:
     """Archive every finished job still in Redis (feeder.backfill); the jobs written."""
-    archive = opened(store.settings)
+    archive = await asyncio.to_thread(opened, store.settings)
     await asyncio.to_thread(archive.ensure_schema)
     return await feeder.backfill(store, archive)
 
@@ -172,6 +140,6 @@ def cutoff(before: datetime | date | str) -> datetime:
 
 async def prune(store: Store, before: datetime) -> int:
     """Delete the archived jobs that finished before `before` (Archive.prune); the jobs deleted."""
-    archive = opened(store.settings)
+    archive = await asyncio.to_thread(opened, store.settings)
     await asyncio.to_thread(archive.ensure_schema)
     return await asyncio.to_thread(archive.prune, before)

@@ -17,6 +17,7 @@ from collections.abc import Callable, Iterable, Iterator, Sequence
 from contextlib import contextmanager
 from dataclasses import dataclass, field
 from datetime import UTC, datetime, timedelta
+from functools import cached_property
 from typing import Any
 
 from pydantic import BaseModel, Field
@@ -355,10 +356,12 @@ class Archive:
             for row in rows:
                 row["audit"] = trails.get(row["job_id"], [])
             if rows:
-                connection.execute(self.upsert_jobs(), rows)
+                connection.execute(self.upsert_jobs, rows)
         return len(rows)
 
+    @cached_property
     def upsert_jobs(self) -> Insert:
+        """The jobs' upsert, built once per Archive (building it costs more than writing a few rows)."""
         stmt = self.insert(jobs)
         new = stmt.excluded
         updates = {c.name: new[c.name] for c in jobs.c if c.name not in ("job_id", "fts_doc")}

@@ -1,8 +1,10 @@
 """The client's handle on the archive (runner.archive), for reading it where Redis no longer holds a job.
 
-With TASKDECK_ARCHIVE on, the first read that needs the archive opens it (Archive.open: migrating it, in a
-thread); when it is off, or cannot be reached, reads come from Redis alone, as without an archive, and
-no error is raised: a failure is logged once, and the archive is tried again RETRY_OPEN_S later.
+With TASKDECK_ARCHIVE on, the first read that needs the archive opens it: this process's one Archive
+(runner.archive.handle, shared with the archive's operations and /api/health), opened and migrated in a
+thread. When it is off, or cannot be reached, reads come from Redis alone, as without an archive, and no
+error is raised: a failure is logged once, and the archive is tried again RETRY_OPEN_S (handle.py)
+later. A client holds the process's Archive from its first read to its close.
 
 Who sees what is the same as in Redis: a role that reads everyone's jobs reads every archived one, any
 other role its user's own, and another user's archived job answers exactly like a missing one. The
@@ -11,8 +13,6 @@ merged reads themselves (History, pages, counts, CSV) are in seamless.py, import
 from __future__ import annotations
 
 import asyncio
-import logging
-import time
 from collections.abc import Awaitable, Callable
 from datetime import datetime
 from typing import TYPE_CHECKING, Any, TypeVar
@@ -26,11 +26,10 @@ from ..settings import Settings
 from ..storage.store import Store
 
 if TYPE_CHECKING:
+    from ..archive.handle import Handle
     from ..archive.store import Archive, Archived
     from .seamless import Reads
 
-logger = logging.getLogger("taskdeck.client")
-RETRY_OPEN_S = 30.0
 T = TypeVar("T")
 Pos = tuple[int, str]  # (submission time in µs since the epoch, job id): every list is in this order, descending
 
@@ -47,48 +46,41 @@ class Found(BaseModel):
 
 
 class ArchiveReader:
-    """The archive as one client reads it: opened at its first use, shared by the clients `acting` for
-    others, closed with the client."""
+    """The archive as one client reads it: this process's Archive (handle.py), held from the client's first
+    read that needs it (and by the clients `acting` for others, which share this reader) to its close."""
 
     def __init__(self, settings: Settings) -> None:
         self.settings = settings
-        self.archive: Archive | None = None
-        self.opening = asyncio.Lock()
-        self.retry_at = 0.0
-        self.problem: str | None = None
+        self.held: Handle | None = None
 
     async def handle(self) -> Archive | None:
         """The open archive; None when TASKDECK_ARCHIVE is off or it could not be opened lately."""
-        if not self.settings.archive or time.monotonic() < self.retry_at:
+        if not self.settings.archive:
             return None
-        if self.archive is None:
-            async with self.opening:
-                if self.archive is None and time.monotonic() >= self.retry_at:
-                    await self.open()
-        return self.archive
+        from ..archive import handle
 
-    async def open(self) -> None:
-        from ..archive.store import Archive
-
-        try:
-            self.archive = await asyncio.to_thread(Archive.open, self.settings)
-        except Exception as e:  # whatever stops it (a refused connection, a failed migration): Redis alone
-            self.failed(e)
-        else:
-            self.problem = None
+        shared = handle.of(self.settings)
+        archive = await shared.ready(schema=True)
+        if archive is not None and self.held is not shared:
+            self.release()
+            shared.hold()
+            self.held = shared
+        return archive
 
     def failed(self, error: BaseException) -> None:
-        """Read Redis alone for RETRY_OPEN_S; the first failure of a streak is logged."""
-        problem = (str(error).strip().splitlines() or [type(error).__name__])[0]
-        if problem != self.problem:
-            logger.warning("archive: not read (%s); lists show what Redis holds, trying again in %g s",
-                           problem, RETRY_OPEN_S)
-        self.problem, self.retry_at = problem, time.monotonic() + RETRY_OPEN_S
+        """Read Redis alone for RETRY_OPEN_S (every reader in this process); the first failure of a streak
+        is logged."""
+        from ..archive import handle
+
+        handle.of(self.settings).failed(error)
+
+    def release(self) -> None:
+        if self.held is not None:
+            self.held.release()
+            self.held = None
 
     def close(self) -> None:
-        if self.archive is not None:
-            self.archive.close()
-            self.archive = None
+        self.release()
 
     async def reads(self, store: Store, principal: Principal) -> Reads | None:
         """The merged reads of `principal` over Redis and the archive; None when the archive is not read."""

@@ -158,6 +158,12 @@ async def snapshot(store: Store, job_id: str) -> Snapshot | None:
     return Snapshot(id=position, job=job) if job is not None else None
 
 
+async def snapshot_of(store: Store, job: Job) -> Snapshot:
+    """A record read elsewhere (a final job's, from the archive) as of the newest id the stream has given
+    out: what a stream of a job that Redis no longer holds sends before it ends."""
+    return Snapshot(id=(await bounds(store)).newest, job=job)
+
+
 class Tail(Protocol):
     """Where a follower's entries come from once it has caught up: the API's one shared reader
     (api/streams.py), or a blocking read of its own (Direct)."""

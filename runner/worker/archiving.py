@@ -15,7 +15,7 @@ from contextlib import suppress
 
 from ..archive.engine import url_of
 from ..archive.feeder import GROUP, Feeder
-from ..archive.operations import safe_url
+from ..archive.handle import safe_url
 from ..archive.store import Archive, ArchiveUnavailable, first_line
 from ..storage.store import Store
 

@@ -13,8 +13,8 @@ from pathlib import Path
 import httpx
 import pytest
 
-from runner import Client, JobStatus, Settings
-from runner.archive import migrate, operations
+from runner import AsyncClient, Client, JobStatus, Settings
+from runner.archive import handle, migrate, operations
 from runner.archive.store import Archive
 from runner.storage.store import Store, connect
 from runner.worker import archiving
@@ -201,6 +201,53 @@ def test_cli_errors_are_one_line(redis_url: str, archive_on: dict[str, str], arg
 def test_the_analyst_reads_the_status(redis_url: str, archive_on: dict[str, str]) -> None:
     out = cli("archive", "status", "--json", "--as", "ann@x.io", env={**archive_on, **OPS})
     assert out.returncode == 0 and json.loads(out.stdout)["ok"] is True, out.stderr
+
+
+# --- one Archive per process ---------------------------------------------------------------------------------
+
+
+async def test_the_clients_reads_and_the_operations_share_one_archive(redis_url: str,
+                                                                      archive_on: dict[str, str]) -> None:
+    """The first read opens (and migrates) this process's Archive; the operations use the same one, every
+    client holds it until it closes, and the last close closes its connections."""
+    settings = Settings()
+    async with AsyncClient(settings) as one, AsyncClient(settings) as two:
+        assert await one.count(status=[]) == 0 and await two.count(status=[]) == 0  # both read the archive
+        shared = one.archive.held
+        assert shared is not None and shared is two.archive.held and shared.holders == 2
+        archive = operations.opened(settings)
+        assert shared.archive is archive and archive.migrated
+        assert (await one.archive_status()).ok and operations.opened(settings) is archive
+        await two.close()
+        assert shared.holders == 1 and await one.count(status=[]) == 0
+    assert shared.holders == 0 and shared.archive is archive and archive.engine.pool.checkedin() == 0
+
+
+async def test_a_failed_open_is_logged_once_and_read_around_for_a_while(
+        redis_url: str, archive_on: dict[str, str], monkeypatch: pytest.MonkeyPatch,
+        caplog: pytest.LogCaptureFixture) -> None:
+    """A client that cannot open the archive reads Redis alone, says why once, and leaves the archive alone
+    for RETRY_OPEN_S: every client of the process, since they share the archive."""
+    settings = Settings(archive_url=refused_url())
+    opens: list[str] = []
+    real = Archive.at
+
+    def counted(url: str, **kwargs: object) -> Archive:
+        opens.append(url)
+        return real(url, **kwargs)  # type: ignore[arg-type]
+
+    monkeypatch.setattr(Archive, "at", counted)
+    async with AsyncClient(settings) as one, AsyncClient(settings) as two:
+        for client in (one, two, one):
+            assert await client.count(status=[]) == 0
+    warned = [r.getMessage() for r in caplog.records if "archive: not read" in r.getMessage()]
+    assert len(opens) == 1 and len(warned) == 1 and "s3cret" not in warned[0]
+    assert handle.of(settings).resting()
+    monkeypatch.setattr(handle, "RETRY_OPEN_S", 0.0)
+    handle.of(settings).retry_at = 0.0
+    async with AsyncClient(settings) as three:
+        assert await three.count(status=[]) == 0  # tried again: still down, the same problem not logged again
+    assert len([r for r in caplog.records if "archive: not read" in r.getMessage()]) == 1
 
 
 # --- /api/health ---------------------------------------------------------------------------------------------
