@@ -1,7 +1,7 @@
 """Redis key names: Taskdeck's own under one prefix, and the ARQ 0.28 keys that Taskdeck touches.
 
 The Lua scripts spell no key name either: `Keys.lua` renders these same methods as Lua functions
-(store.prelude puts them in front of every script), so a name changes here or nowhere.
+(store.render writes them into every script), so a name changes here or nowhere.
 """
 from __future__ import annotations
 

@@ -1,5 +1,5 @@
 """The protocol between Python and the Lua scripts: the scripts spell no key name, status or TTL (they get
-Python's own through store.prelude), the names they build are byte for byte keys.py's, and what they
+Python's own through store.render), the names they build are byte for byte keys.py's, and what they
 answer decodes into an Outcome."""
 from __future__ import annotations
 
@@ -19,7 +19,7 @@ from runner.models import Attempt, Job, JobStatus, Priority, utcnow
 from runner.settings import Settings
 from runner.storage import transitions
 from runner.storage.keys import BUCKET_TTL_S, Keys, lua_string
-from runner.storage.store import Store, connect, prelude
+from runner.storage.store import Store, connect, render
 from tests.conftest import ROOT
 
 LUA_FILES = sorted((ROOT / "runner").rglob("*.lua"))
@@ -63,7 +63,7 @@ def test_no_script_spells_a_key_name_status_or_ttl(path: Path) -> None:
     statuses = {status.value for status in JobStatus} | {priority.value for priority in Priority}
     found = [text for text in literals(source)
              if text in whole | statuses or any(fragment in text for fragment in fragments)]
-    assert found == [], f"{path.name} spells {found}: take them from the prelude (store.prelude) instead"
+    assert found == [], f"{path.name} spells {found}: take them from Python (store.render) instead"
     ttls = {str(ttl) for ttl in BUCKET_TTL_S.values()} | {"86400", str(budget.TTL_MS)}
     assert not [n for n in re.findall(r"\b\d+\b", code(source)) if n in ttls], f"{path.name} spells a TTL"
 
@@ -74,7 +74,7 @@ def test_the_scripts_build_the_same_key_names_as_keys_py(r: redis.Redis, prefix:
     source = ("return {K.all, K.queue, K.job('j1'), K.status('queued'), K.parked('user', 'a@x.io'), "
               "K.running('org', 'acme'), K.metrics('1m', 1700000040), K.limit_field('type', 'DEMO'), "
               "K.arq_in_progress('j1'), K.artifact('j1'), K.pending('high'), K.events, K.wake}")
-    built = r.eval(prelude(keys, source) + source, 0)
+    built = r.eval(render(keys, source), 0)
     expected = [keys.all, keys.queue, keys.job("j1"), keys.status("queued"), keys.parked("user", "a@x.io"),
                 keys.running("org", "acme"), keys.metrics("1m", 1700000040), keys.limit_field("type", "DEMO"),
                 keys.arq_in_progress("j1"), keys.artifact("j1"), keys.pending("high"), keys.events, keys.wake]

@@ -1,6 +1,6 @@
 -- Jobs held back by a running limit (parked by lua/transition.lua's start) going back to ARQ's queue:
 -- the one way out of a waiting room, for transition.lua (a job left processing) and release.lua (an
--- admin changed the limit). Defines unpark(); needs the prelude's K.
+-- admin changed the limit). Defines unpark(); its K names are written in by store.render.
 
 -- Up to `count` jobs of the scope `kind`:`name`, oldest place first, back on the queue at the place they
 -- had, their waiting reason cleared; the workers are woken once if any went. Returns how many went.

@@ -1,7 +1,7 @@
 -- One guarded change of one job record, written atomically with everything that must agree with it:
 -- status indexes, pending-by-priority, dead letters, expiry, metric buckets, the event stream, and
 -- any extra commands (ARQ's keys) that must happen only if the guard passes.
--- Key names, statuses, TTLs and reply codes come from the prelude (store.prelude); unpark() from parking.lua.
+-- Key names, statuses, TTLs and reply codes are written in by store.render; unpark() from parking.lua.
 --
 -- KEYS[1]  the job hash (every value JSON-encoded)
 -- ARGV[1]  now, epoch seconds        ARGV[2]  the spec, JSON (store.TransitionSpec)
