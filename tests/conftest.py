@@ -6,7 +6,7 @@ import signal
 import socket
 import subprocess
 import sys
-from collections.abc import Callable, Iterator
+from collections.abc import AsyncIterator, Callable, Iterator
 from pathlib import Path
 
 import pytest
@@ -14,6 +14,8 @@ import redis
 
 from runner.ops import redis_server
 from runner.process import die_with_parent
+from runner.settings import Settings
+from runner.storage.store import Store, connect
 
 # Fixture modules every test module may use without importing them by hand.
 pytest_plugins = ["tests.dashboard_fixtures", "tests.fake_llm", "tests.browser"]
@@ -151,3 +153,12 @@ def own_api(redis_url: str, tmp_path: Path) -> Iterator[Callable[..., str]]:
     yield start
     for proc in procs:
         stop(proc)
+
+
+@pytest.fixture
+async def store(redis_url: str) -> AsyncIterator[Store]:
+    """A Store on the test Redis, with the test settings (for tests that write through the Lua scripts)."""
+    settings = Settings()
+    opened = Store(connect(settings), settings)
+    yield opened
+    await opened.redis.aclose()

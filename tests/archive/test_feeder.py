@@ -15,8 +15,7 @@ from runner.archive import feeder
 from runner.archive.feeder import Feeder
 from runner.archive.store import Archive, Filters, Record
 from runner.models import Job
-from runner.settings import Settings
-from runner.storage.store import Store, connect
+from runner.storage.store import Store
 from tests.archive.conftest import make_job
 from tests.conftest import WorkerFactory
 
@@ -40,14 +39,6 @@ async def eventually(check: Callable[[], Awaitable[T | None]], timeout: float, w
 def worker(start_worker: WorkerFactory) -> Iterator[None]:
     start_worker(TASKDECK_ARCHIVE="false")  # these tests feed the archive themselves
     yield
-
-
-@pytest.fixture
-async def store(redis_url: str) -> AsyncIterator[Store]:
-    settings = Settings()
-    opened = Store(connect(settings), settings)
-    yield opened
-    await opened.redis.aclose()
 
 
 @pytest.fixture

@@ -5,7 +5,7 @@ from __future__ import annotations
 
 import csv
 import io
-from collections.abc import AsyncIterator, Callable
+from collections.abc import Callable
 from dataclasses import dataclass, field
 from typing import Any
 
@@ -20,7 +20,7 @@ from runner.models import Job
 from runner.reads.history import HistoryQuery
 from runner.reads.paging import Cursor
 from runner.storage import transitions
-from runner.storage.store import Store, connect
+from runner.storage.store import Store
 from tests.dashboard_fixtures import _drive, button, open_page, texts
 
 ROLES = {"boss@x.io": "admin", "ann@x.io": "analyst", "*@x.io": "staff"}
@@ -56,14 +56,6 @@ class World:
 
     def client(self, user: str | None = None) -> AsyncClient:
         return AsyncClient(self.settings, user=user)
-
-
-@pytest.fixture
-async def store(redis_url: str) -> AsyncIterator[Store]:
-    settings = Settings()
-    opened = Store(connect(settings), settings)
-    yield opened
-    await opened.redis.aclose()
 
 
 async def finish(job: Job, i: int) -> Job:

@@ -6,7 +6,6 @@ from __future__ import annotations
 import inspect
 import re
 import uuid
-from collections.abc import AsyncIterator
 from datetime import timedelta
 from pathlib import Path
 
@@ -16,10 +15,9 @@ import redis
 
 from runner.llm import budget
 from runner.models import Attempt, Job, JobStatus, Priority, utcnow
-from runner.settings import Settings
 from runner.storage import transitions
 from runner.storage.keys import BUCKET_TTL_S, Keys, lua_string
-from runner.storage.store import Store, connect, render
+from runner.storage.store import Store, render
 from tests.conftest import ROOT
 
 LUA_FILES = sorted((ROOT / "runner").rglob("*.lua"))
@@ -84,14 +82,6 @@ def test_the_scripts_build_the_same_key_names_as_keys_py(r: redis.Redis, prefix:
 def test_lua_string_round_trips_any_text(r: redis.Redis) -> None:
     text = "quote\" back\\slash\nnew line é 日本 \0 end"
     assert r.eval(f"return {lua_string(text)}", 0) == text
-
-
-@pytest.fixture
-async def store(redis_url: str) -> AsyncIterator[Store]:
-    settings = Settings()
-    store = Store(connect(settings), settings)
-    yield store
-    await store.redis.aclose()
 
 
 def a_job(user: str = "a@x.io") -> Job:
