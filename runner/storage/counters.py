@@ -11,7 +11,7 @@ from datetime import datetime
 from typing import Any
 
 from ..models import Job, Priority
-from .keys import BUCKET_SECONDS, BUCKET_TTL_S, Keys
+from .keys import BUCKET_SECONDS, BUCKET_TTL_S, Keys, bucket_start
 from .store import Store
 
 DURATION_BOUNDS_S = (0.1, 0.25, 0.5, 1, 2.5, 5, 10, 30, 60, 120, 300, 600, 1800, 3600)
@@ -39,7 +39,7 @@ def failure_counters(job: Job, final: bool) -> dict[str, float]:
 
 
 def error_key(keys: Keys, at: float) -> str:
-    return keys.errors(int(at // 3600 * 3600))
+    return keys.errors(bucket_start("1h", at))
 
 
 def error_calls(keys: Keys, error: str | None, now: datetime) -> list[list[Any]]:
@@ -67,8 +67,8 @@ async def sample_depth(store: Store, every_s: float = 5.0) -> bool:
             pipe.zcard(keys.pending(priority))
         depth = await pipe.execute()
     async with store.redis.pipeline(transaction=True) as pipe:
-        for resolution, size in BUCKET_SECONDS.items():
-            key = keys.metrics(resolution, int(now // size * size))
+        for resolution in BUCKET_SECONDS:
+            key = keys.metrics(resolution, bucket_start(resolution, now))
             for priority, n in zip(Priority, depth, strict=True):
                 pipe.hincrbyfloat(key, f"depth:{priority.value}", n)
             pipe.hincrbyfloat(key, "depth_n", 1)
