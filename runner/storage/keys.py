@@ -1,13 +1,12 @@
 """Redis key names: Taskdeck's own under one prefix, and the ARQ 0.28 keys that Taskdeck touches.
 
-The Lua scripts spell no key name either: `Keys.lua` renders these same methods as Lua functions
-(store.render writes them into every script), so a name changes here or nowhere.
+The Lua scripts spell no key name either: store.render writes these same names into every script at
+load time (a builder such as `K.job(id)` as a concatenation, `lua_concat`), so a name changes here or nowhere.
 """
 from __future__ import annotations
 
-import inspect
 import re
-from collections.abc import Callable, Iterable, Mapping
+from collections.abc import Callable, Mapping, Sequence
 
 from arq.constants import (
     abort_jobs_ss,
@@ -159,11 +158,6 @@ class Keys:
     def arq_result(job_id: str) -> str:
         return result_key_prefix + job_id
 
-    def lua(self, names: Iterable[str]) -> str:
-        """These attributes as a Lua table: a key (`K.all`) as its name, a method (`K.job(id)`) as a
-        function building the same names."""
-        return lua_table({name: LuaCode(lua_builder(getattr(self, name))) for name in names})
-
 
 def bucket_start(resolution: str, at: float) -> int:
     """The start of the `resolution` bucket holding time `at` (seconds): the `bucket` of `Keys.metrics`."""
@@ -171,20 +165,14 @@ def bucket_start(resolution: str, at: float) -> int:
     return int(at // size * size)
 
 
-class LuaCode(str):
-    """Lua source that lua_value writes as it is (a function), not as a string."""
-
-
-def lua_builder(key: str | Callable[..., str]) -> str:
-    """A key (a string) as a Lua string; a method building keys as a Lua function doing the same: it is
-    called with markers for its arguments, and its text between them becomes the function's literals."""
-    if isinstance(key, str):
-        return lua_value(key)
-    arity = len(inspect.signature(key).parameters)
-    pieces = re.split("\0(\\d)\0", key(*(f"\0{i}\0" for i in range(arity))))
-    parts = [f"a{piece}" if n % 2 else lua_value(piece) for n, piece in enumerate(pieces) if n % 2 or piece]
-    params = ", ".join(f"a{i}" for i in range(arity))
-    return f"function({params}) return {' .. '.join(parts)} end"
+def lua_concat(key: Callable[..., str], args: Sequence[str]) -> str:
+    """A call of a method building keys (`Keys.job`) as a Lua concatenation of its literals and `args`
+    (Lua expressions): the method is called with markers for its arguments, and its text between them
+    becomes the literals."""
+    pieces = re.split("\0(\\d)\0", key(*(f"\0{i}\0" for i in range(len(args)))))
+    parts = [f"({args[int(piece)]})" if n % 2 else lua_value(piece)
+             for n, piece in enumerate(pieces) if n % 2 or piece]
+    return "(" + " .. ".join(parts) + ")"
 
 
 def lua_string(text: str) -> str:
@@ -195,8 +183,6 @@ def lua_string(text: str) -> str:
 
 def lua_value(value: object) -> str:
     """A Python constant (str, int, float, bool, list, tuple, frozenset as a set, dict) as a Lua value."""
-    if isinstance(value, LuaCode):
-        return str(value)
     if isinstance(value, str):
         return lua_string(value)
     if isinstance(value, bool):

@@ -33,7 +33,7 @@ from redis.commands.core import AsyncScript
 from ..errors import RedisUnavailable
 from ..models import LIST_FIELDS, TERMINAL, Attempt, Job, JobStatus, Priority
 from ..settings import Settings
-from .keys import BUCKET_SECONDS, BUCKET_TTL_S, PENDING, Keys, lua_builder, lua_locals, lua_value
+from .keys import BUCKET_SECONDS, BUCKET_TTL_S, PENDING, Keys, lua_concat, lua_value
 
 ABORT_MAX_AGE_MS = 3_600_000
 # Store's scripts, each the lua/ files it is made of (parking.lua: the unpark that transition and release share).
@@ -286,37 +286,68 @@ LUA_CONSTANTS: dict[str, object] = {
 }
 
 
-INLINED = ("REPLY", "STATUS")  # constants written into the text as literals; the rest are tables
+def constant(match: re.Match[str]) -> str:
+    """`REPLY.applied` as its value's literal, `TERMINAL` as its table's."""
+    value = LUA_CONSTANTS[match.group(1)]
+    if match.group(2):
+        assert isinstance(value, dict)
+        value = value[match.group(2)]
+    literal = lua_value(value)
+    return f"({literal})" if literal.startswith("{") else literal  # `({...})[new]`: Lua indexes no bare constructor
 
 
-def constant(table: str, match: re.Match[str]) -> str:
-    """`REPLY.applied` as its value's Lua literal."""
-    values = LUA_CONSTANTS[table]
-    assert isinstance(values, dict)
-    return lua_value(values[match.group(1)])
+def arguments(text: str, start: int) -> tuple[list[str], int]:
+    """The comma-separated Lua expressions of the call whose "(" is at `text[start]`, and the index after
+    its ")": nesting and quoted strings are skipped over."""
+    args: list[str] = []
+    depth, begin, i, quote = 0, start + 1, start, ""
+    while True:
+        char = text[i]
+        if quote:
+            i += 2 if char == "\\" else 1
+            quote = "" if char == quote else quote
+            continue
+        if char in "'\"":
+            quote = char
+        elif char in "({[":
+            depth += 1
+        elif char in ")}]":
+            depth -= 1
+            if depth == 0:
+                return [*args, text[begin:i].strip()] if args or text[begin:i].strip() else [], i + 1
+        elif char == "," and depth == 1:
+            args.append(text[begin:i].strip())
+            begin = i + 1
+        i += 1
+
+
+def builders(keys: Keys, text: str) -> str:
+    """Every `K.name(args)` in `text` as the concatenation it builds (`lua_concat`), inner calls first."""
+    out, at = [], 0
+    for match in re.finditer(r"\bK\.(\w+)\(", text):
+        if match.start() < at:
+            continue  # inside a call already written
+        args, at_end = arguments(text, match.end() - 1)
+        out += [text[at:match.start()], lua_concat(getattr(keys, match.group(1)), [builders(keys, a) for a in args])]
+        at = at_end
+    return "".join(out) + text[at:]
+
+
+def key(keys: Keys, match: re.Match[str]) -> str:
+    """`K.all` as its literal."""
+    return lua_value(getattr(keys, match.group(1)))
 
 
 def render(keys: Keys, source: str) -> str:
-    """`source` with what Python holds written in (keys.py, models.py): a key (`K.all`) and a constant
-    (`REPLY.applied`, `STATUS.failed`) as its literal, a key builder (`K.job(id)`) as a local function and
-    the tables it names (TERMINAL, BUCKETS...) as locals, all on one first line, so that a Redis error's
-    line number is one more than the line in `source`. Literals cost Redis nothing per call, where building
-    one table of every name on each call cost about 2 µs (a third of a transition's own time)."""
-    builders = sorted(set(re.findall(r"\bK\.(\w+)\(", source)))
-
-    def key(match: re.Match[str]) -> str:
-        value = getattr(keys, match.group(1))
-        return lua_value(value) if isinstance(value, str) else match.group(0)
-
-    body = re.sub(r"\bK\.(\w+)\b(?!\()", key, source)
-    body = re.sub(r"\bK\.(\w+)\(", r"K_\1(", body)
-    for table in INLINED:
-        body = re.sub(rf"\b{table}\.(\w+)\b", partial(constant, table), body)
-    functions = [f"local function K_{name}{lua_builder(getattr(keys, name)).removeprefix('function')}"
-                 for name in builders]
-    tables = {name: value for name, value in LUA_CONSTANTS.items()
-              if name not in INLINED and re.search(rf"\b{name}\b", body)}
-    return " ".join([*functions, lua_locals(tables)]).strip() + "\n" + body
+    """`source` with what Python holds (keys.py, models.py) written in where it is used: a key (`K.all`) and a
+    constant (`REPLY.applied`, `STATUS.failed`) as its literal, a key builder (`K.job(id)`) as a
+    concatenation, a table (`TERMINAL`, `BUCKETS`) as its constructor. Nothing is built on a call that does
+    not use it: a table of every name built on each call cost about 2 µs, a third of a transition's own
+    time. Comments go; lines keep their numbers, so a Redis error names the line in `source`."""
+    code = re.sub(r"""('(?:\\.|[^'\\])*'|"(?:\\.|[^"\\])*")|--[^\n]*""", lambda m: m.group(1) or "", source)
+    body = re.sub(r"\bK\.(\w+)\b(?!\()", partial(key, keys), code)
+    names = "|".join(LUA_CONSTANTS)
+    return re.sub(rf"\b({names})\b(?:\.(\w+))?", constant, builders(keys, body))
 
 
 @cache
