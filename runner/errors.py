@@ -56,3 +56,12 @@ class RedisUnavailable(TaskdeckError):
     """Redis could not be reached; nothing was written."""
 
     exit_code = 1
+
+
+class NotReplicated(RedisUnavailable):
+    """The change was made on the Redis primary but did not reach TASKDECK_REDIS_MIN_REPLICAS replicas in
+    time: a failover now could undo it. `job_id` names the job to check."""
+
+    def __init__(self, message: str, job_id: str) -> None:
+        super().__init__(message)
+        self.job_id = job_id

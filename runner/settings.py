@@ -86,6 +86,17 @@ class Settings(BaseSettings):
     api_streams_per_user: int = Field(20, ge=1, description="Event streams one user may hold open at once "
                                       "per API process.")
     redis_timeout_s: float = Field(3.0, gt=0, description="Socket timeout of every Redis call.")
+    redis_sentinels: str = Field("", description="Comma-separated host:port of Redis Sentinels; when set they "
+                                 "name the primary for every part instead of REDIS_URL.")
+    redis_sentinel_master: str = Field("mymaster", description="Name the sentinels monitor the primary under.")
+    redis_sentinel_password: str | None = Field(None, repr=False, description="Password of the sentinels.")
+    redis_password: str | None = Field(None, repr=False, description="Password of the Redis primary and replicas "
+                                       "found through the sentinels.")
+    redis_min_replicas: int = Field(0, ge=0, description="Replicas a submit, cancel, retry and a job's final "
+                                    "transition must reach (WAIT) before they return; 0: do not wait.")
+    redis_wait_timeout_s: float = Field(1.0, gt=0, description="Longest a write waits for TASKDECK_REDIS_MIN_REPLICAS.")
+    redis_failover_wait_s: float = Field(0.0, ge=0, description="How long a submit waits for a new primary "
+                                         "during a failover before it fails; 0: fail at once.")
 
     llm_base_url: str | None = Field(None, description="OpenAI-compatible endpoint, e.g. https://api.openai.com/v1; "
                                      "unset: the generative task types are listed but refused.")

@@ -99,3 +99,17 @@ async def step_text(ctx: TaskContext, payload: StepTextPayload) -> None:
         await ctx.progress(50, step=payload.text)
         await asyncio.sleep(payload.hold_s)
         raise Fatal(payload.text)
+
+
+class RecordPayload(BaseModel):
+    path: str
+    seconds: float = Field(0.0, ge=0, le=60)
+
+
+@task("TEST_RECORD", payload=RecordPayload, timeout_s=120, max_attempts=3, backoff=Backoff(base_s=0.1))
+async def record(ctx: TaskContext, payload: RecordPayload) -> dict[str, str]:
+    """Sleeps, then appends its job id to a file: each line is one run that reached its end."""
+    await asyncio.sleep(payload.seconds)
+    with open(payload.path, "a") as out:
+        out.write(ctx.job_id + "\n")
+    return {"ran": ctx.job_id}

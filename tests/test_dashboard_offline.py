@@ -23,6 +23,16 @@ def test_every_page_shows_a_banner_when_redis_is_unreachable(page: str, monkeypa
     assert not at.exception
 
 
+@pytest.mark.parametrize("page", ["submit", "live"])
+def test_a_page_shows_a_banner_when_no_primary_answers_through_the_sentinels(
+        page: str, monkeypatch: pytest.MonkeyPatch) -> None:
+    monkeypatch.setenv("TASKDECK_REDIS_SENTINELS", f"127.0.0.1:{free_port()}")
+    at = open_page(page, id="0" * 32)
+    shown = texts(at)
+    assert "Job queue unavailable" in shown and "Redis is failing over or down" in shown
+    assert not at.exception
+
+
 def test_a_page_recovers_when_redis_comes_back(tmp_path: Path, monkeypatch: pytest.MonkeyPatch) -> None:
     port = free_port()
     url = f"redis://127.0.0.1:{port}/0"

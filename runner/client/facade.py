@@ -115,7 +115,7 @@ class AsyncClient:
         if key:
             spec["create"]["idempotency"] = [key, self.settings.idempotency_window_s]
         async with self.store.guard("nothing was submitted"):
-            outcome = await self.store.apply(job.id, self.rated(spec, owner), now)
+            outcome = (await self.store.apply(job.id, self.rated(spec, owner), now, replicated=True)).confirmed(job.id)
         if outcome.applied:
             return job
         self.refuse_rate(outcome, owner)
@@ -216,7 +216,7 @@ class AsyncClient:
                     spec = transitions.cancel_request(job, by, now, self.store.keys)
                 else:
                     spec = transitions.cancelled(job, now, self.store.keys, by=by)
-                outcome = await self.store.apply(job_id, spec, now)
+                outcome = (await self.store.apply(job_id, spec, now, replicated=True)).confirmed(job_id)
                 if outcome.applied or (outcome.status == JobStatus.processing and job.cancel_requested_by):
                     return await self.wait_terminal(job_id, self.settings.cancel_wait_s)
         raise InvalidTransition(f"job {job_id} kept changing state; try cancelling again")
@@ -237,7 +237,8 @@ class AsyncClient:
                 now = utcnow()
                 spec = transitions.retry(job, by or self.user, now, self.store.keys, task_type.steps,
                                          task_type.max_attempts, self.settings.priority_aging_s)
-                outcome = await self.store.apply(job_id, self.rated(spec, job.user_id), now)
+                applied = await self.store.apply(job_id, self.rated(spec, job.user_id), now, replicated=True)
+                outcome = applied.confirmed(job_id)
                 if outcome.applied:
                     return await self.get(job_id)
                 self.refuse_rate(outcome, job.user_id)

@@ -218,12 +218,14 @@ def stats(as_json: bool) -> None:
 @click.option("--port", default=8501, show_default=True, help="Dashboard port.")
 @click.option("--api-port", type=int, help="HTTP API port (default: TASKDECK_API_PORT, 8000).")
 @click.option("--workers", default=1, show_default=True, type=click.IntRange(1, 64), help="Worker processes.")
+@click.option("--ha", is_flag=True, help="Start a Redis primary, a replica and three sentinels (ports "
+              "TASKDECK_LOCAL_REDIS_PORT to +4) instead of one Redis, to try a failover.")
 @handle_errors
-def up(port: int, api_port: int | None, workers: int) -> None:
+def up(port: int, api_port: int | None, workers: int, ha: bool) -> None:
     """Start Redis (unless REDIS_URL is set), workers, the dashboard and the HTTP API; Ctrl-C stops them all."""
     from .up import run
 
-    sys.exit(run(port=port, workers=workers, api_port=api_port or Settings().api_port))
+    sys.exit(run(port=port, workers=workers, api_port=api_port or Settings().api_port, ha=ha))
 
 
 @cli.command()

@@ -24,7 +24,8 @@ import redis
 from ..llm import embedded
 from ..process import die_with_parent
 from ..settings import Settings
-from ..storage.store import redacted
+from ..storage import sentinel
+from ..storage.store import blocking, redacted, unavailable
 from . import redis_server
 
 ROOT = Path(__file__).resolve().parents[2]
@@ -39,7 +40,7 @@ class Unhealthy(UpError):
     """A child runs but says it cannot work, and why."""
 
 
-def run(port: int, workers: int, api_port: int) -> int:
+def run(port: int, workers: int, api_port: int, ha: bool = False) -> int:
     settings = Settings()
     data = settings.data_dir
     data.mkdir(parents=True, exist_ok=True)
@@ -54,18 +55,18 @@ def run(port: int, workers: int, api_port: int) -> int:
     signal.signal(signal.SIGINT, stop)
     signal.signal(signal.SIGTERM, stop)
     try:
-        url = start_redis(settings, data, children)
+        env = dict(os.environ)
+        where = start_redis(settings, data, children, env, ha)
         for taken, flag in ((port, "--port"), (api_port, "--api-port")):
             if port_open(taken):
                 raise UpError(f"port {taken} is taken by another program; pass {flag} to use another")
-        env = {**os.environ, "REDIS_URL": url}
         model = serve_model(settings, env, children)
         start_services(env, data, children, workers, port, api_port)
         wait_healthy(f"http://127.0.0.1:{port}/_stcore/health", "the dashboard", children, data)
         wait_healthy(f"http://127.0.0.1:{api_port}/api/health", "the HTTP API", children, data)
         llm = model_line(settings, model, children, data)
         print(f"Taskdeck is up: dashboard http://127.0.0.1:{port}\n  HTTP API http://127.0.0.1:{api_port}/api "
-              f"(docs /docs; tokens: python -m runner token create --user EMAIL)\n  Redis {redacted(url)}, "
+              f"(docs /docs; tokens: python -m runner token create --user EMAIL)\n  Redis {where}, "
               f"{workers} worker(s); logs in {data}/\n  {llm}\n  Ctrl-C stops everything.", flush=True)
         lock.write(f"{os.getpid()} http://127.0.0.1:{port}\n")
         lock.flush()
@@ -82,18 +83,34 @@ def run(port: int, workers: int, api_port: int) -> int:
         shutdown(children)
 
 
-def start_redis(settings: Settings, data: Path, children: Children) -> str:
-    """REDIS_URL once it answers, else the URL of a redis-server started here (its port must be free)."""
-    url = settings.redis_url
-    if url:
-        check_redis(url)
-        return url
-    url = settings.url
-    if port_open(settings.local_redis_port):
-        raise UpError(f"port {settings.local_redis_port} is taken by another program; stop it or set "
-                      "TASKDECK_LOCAL_REDIS_PORT (or REDIS_URL to use a Redis you run)")
-    children.append(("redis", redis_server.start(data / "redis", settings.local_redis_port)))
-    return url
+def start_redis(settings: Settings, data: Path, children: Children, env: dict[str, str], ha: bool) -> str:
+    """Check the Redis that REDIS_URL or TASKDECK_REDIS_SENTINELS name, else start one here (its port must
+    be free): one redis-server, or with `ha` a primary, a replica and three sentinels. Sets what the
+    children need in `env` and says where Redis is."""
+    if ha and (settings.redis_url or settings.redis_sentinels):
+        raise UpError("--ha starts its own Redis primary, replica and sentinels; unset REDIS_URL and "
+                      "TASKDECK_REDIS_SENTINELS to use it")
+    if settings.redis_sentinels:
+        check_redis(settings)
+        return sentinel.where(settings)
+    if settings.redis_url:
+        check_redis(settings)
+        return redacted(settings.redis_url)
+    port = settings.local_redis_port
+    for taken in range(port, port + (5 if ha else 1)):
+        if port_open(taken):
+            raise UpError(f"port {taken} is taken by another program; stop it or set TASKDECK_LOCAL_REDIS_PORT "
+                          "(or REDIS_URL to use a Redis you run)")
+    if not ha:
+        children.append(("redis", redis_server.start(data / "redis", port)))
+        env["REDIS_URL"] = settings.url
+        return redacted(settings.url)
+    started = redis_server.start_ha(data / "ha", port, settings.redis_sentinel_master)
+    children.extend([("redis primary", started.primary), ("redis replica", started.replicas[0]),
+                     *((f"sentinel {n + 1}", proc) for n, proc in enumerate(started.sentinels))])
+    env["TASKDECK_REDIS_SENTINELS"] = started.setting
+    return (f"primary :{port}, replica :{port + 1}, sentinels {started.setting} "
+            f"(master {settings.redis_sentinel_master})")
 
 
 def start_services(env: dict[str, str], data: Path, children: Children, workers: int, port: int,
@@ -168,12 +185,14 @@ def take_lock(data: Path) -> IO[str]:
     return lock
 
 
-def check_redis(url: str) -> None:
+def check_redis(settings: Settings) -> None:
     try:
-        redis.Redis.from_url(url, socket_connect_timeout=3).ping()
+        with blocking(settings) as client:
+            client.ping()
     except (redis.RedisError, OSError) as e:
-        raise UpError(f"REDIS_URL={redacted(url)} is set but Redis does not answer ({e}); start it or unset "
-                      "REDIS_URL to let `up` run a local one") from None
+        named = "TASKDECK_REDIS_SENTINELS" if settings.redis_sentinels else "REDIS_URL"
+        raise UpError(f"{named} is set but Redis does not answer ({unavailable(settings, e, 'nothing was started')}); "
+                      f"start it or unset {named} to let `up` run a local one") from None
 
 
 def port_open(port: int) -> bool:

@@ -13,7 +13,7 @@ import socket
 import time
 from collections.abc import AsyncIterator, Iterable, Sequence
 from contextlib import asynccontextmanager
-from dataclasses import dataclass
+from dataclasses import dataclass, replace
 from datetime import datetime
 from enum import IntEnum
 from functools import cache, partial
@@ -27,12 +27,13 @@ from redis import Redis as SyncRedis
 from redis import exceptions as redis_errors
 from redis.asyncio import Redis
 from redis.asyncio.retry import Retry
-from redis.backoff import ExponentialBackoff
+from redis.backoff import ConstantBackoff, ExponentialBackoff
 from redis.commands.core import AsyncScript
 
-from ..errors import RedisUnavailable
+from ..errors import NotReplicated, RedisUnavailable
 from ..models import LIST_FIELDS, TERMINAL, Attempt, Job, JobStatus, Priority
 from ..settings import Settings
+from . import sentinel
 from .keys import BUCKET_SECONDS, BUCKET_TTL_S, PENDING, Keys, lua_concat, lua_value
 
 ABORT_MAX_AGE_MS = 3_600_000
@@ -80,74 +81,122 @@ KEEPALIVE = {socket.TCP_KEEPIDLE: 10, socket.TCP_KEEPINTVL: 5, socket.TCP_KEEPCN
 UNREACHABLE = (redis_errors.ConnectionError, redis_errors.TimeoutError, OSError)
 
 
-def unavailable(url: str, error: Exception, what: str) -> RedisUnavailable:
+def unavailable(settings: Settings, error: Exception, what: str) -> RedisUnavailable:
+    if settings.redis_sentinels:
+        return RedisUnavailable(
+            f"job queue unavailable: Redis is failing over or down: cannot reach {sentinel.where(settings)} "
+            f"({error}); {what}. Try again in a few seconds; if it lasts, check the sentinels' logs.")
     return RedisUnavailable(
-        f"job queue unavailable: cannot reach Redis at {redacted(url)} ({error}); {what}. "
+        f"job queue unavailable: cannot reach Redis at {redacted(settings.url)} ({error}); {what}. "
         "Start it with `python -m runner up` or point REDIS_URL at a running Redis."
     )
+
+
+def riding_out(settings: Settings) -> dict[str, Any]:
+    """A client's retries while a failover lasts (TASKDECK_REDIS_FAILOVER_WAIT_S): none by default, so a
+    call fails fast with RedisUnavailable. Through sentinels, one at once: a pooled connection to a primary
+    that is gone fails, and its retry connects to the one the sentinels name now."""
+    tries = int(settings.redis_failover_wait_s / FAILOVER_STEP_S) or (1 if settings.redis_sentinels else 0)
+    if not tries:
+        return {}
+    pause = FAILOVER_STEP_S if settings.redis_failover_wait_s else 0
+    return {"retry": Retry(ConstantBackoff(pause), retries=tries), "retry_on_error": RECONNECT_ERRORS}
+
+
+FAILOVER_STEP_S = 0.25
 
 
 def connect(settings: Settings, resilient: bool = False) -> Redis:
     """A client fails fast (RedisUnavailable). A worker (`resilient`) waits for Redis to come back; it
     has no per-command timeout (on Python 3.11 that costs a task per command) and finds a dead peer
-    through TCP keepalive instead."""
+    through TCP keepalive instead. With TASKDECK_REDIS_SENTINELS, the primary the sentinels name."""
     options: dict[str, Any] = (
         {"retry": reconnecting(), "retry_on_error": RECONNECT_ERRORS, "socket_keepalive": True,
          "socket_keepalive_options": KEEPALIVE}
-        if resilient else {"socket_timeout": settings.redis_timeout_s}
+        if resilient else {"socket_timeout": settings.redis_timeout_s, **riding_out(settings)}
     )
+    options.update(decode_responses=True, health_check_interval=30,
+                   socket_connect_timeout=min(2.0, settings.redis_timeout_s))
+    if settings.redis_sentinels:
+        return sentinel.primary(settings, **options)
     if settings.url.startswith("rediss://"):
         options["ssl_check_hostname"] = True
-    client: Redis = Redis.from_url(settings.url, decode_responses=True, health_check_interval=30,
-                                   socket_connect_timeout=min(2.0, settings.redis_timeout_s), **options)
+    client: Redis = Redis.from_url(settings.url, **options)
     return client
+
+
+class Call(NamedTuple):
+    keys: list[str]
+    args: list[Any]
+    future: asyncio.Future[Any]
+    replicated: bool  # wait until TASKDECK_REDIS_MIN_REPLICAS replicas have it
 
 
 class Batched:
     """A Lua script whose calls made in one turn of the event loop go to Redis as one pipeline.
 
     A worker starts and finishes many jobs at once (a claim of 500 jobs, a wave of them ending);
-    one round trip per call would cost each its own send, read and wake-up.
+    one round trip per call would cost each its own send, read and wake-up. A call made `replicated`
+    returns (reply, replicas that have it): WAIT goes at the end of the same pipeline, since it waits for
+    the writes of its own connection.
     """
 
-    def __init__(self, redis: Redis, script: AsyncScript) -> None:
-        self.redis, self.script = redis, script
-        self.waiting: list[tuple[list[str], list[Any], asyncio.Future[Any]]] = []
+    def __init__(self, redis: Redis, script: AsyncScript, replicas: int = 0, wait_ms: int = 1000) -> None:
+        self.redis, self.script, self.replicas, self.wait_ms = redis, script, replicas, wait_ms
+        self.waiting: list[Call] = []
         self.sending: set[asyncio.Task[None]] = set()
 
-    async def __call__(self, keys: list[str], args: list[Any]) -> Any:
+    async def __call__(self, keys: list[str], args: list[Any], replicated: bool = False) -> Any:
         loop = asyncio.get_running_loop()
         if not self.waiting:
             loop.call_soon(self.send)
         future = loop.create_future()
-        self.waiting.append((keys, args, future))
+        self.waiting.append(Call(keys, args, future, replicated and self.replicas > 0))
         return await future
 
     def send(self) -> None:
         batch, self.waiting = self.waiting, []
-        task = asyncio.ensure_future(self.one(*batch[0]) if len(batch) == 1 else self.many(batch))
+        single = len(batch) == 1 and not batch[0].replicated
+        task = asyncio.ensure_future(self.one(batch[0]) if single else self.many(batch))
         self.sending.add(task)  # the loop holds tasks weakly: an unreferenced one may vanish mid-flight
         task.add_done_callback(self.sending.discard)
 
-    async def one(self, keys: list[str], args: list[Any], future: asyncio.Future[Any]) -> None:
+    async def one(self, call: Call) -> None:
         try:
-            settle(future, await self.script(keys=keys, args=args))
+            settle(call.future, await self.script(keys=call.keys, args=call.args))
         except Exception as e:
-            settle(future, e)
+            settle(call.future, e)
 
-    async def many(self, batch: list[tuple[list[str], list[Any], asyncio.Future[Any]]]) -> None:
+    async def many(self, batch: list[Call]) -> None:
+        results = await self.piped(batch)
+        lost = [n for n, result in enumerate(results) if isinstance(result, redis_errors.NoScriptError)]
+        if lost:  # Redis restarted, flushed its scripts, or promoted a replica that never ran this one
+            try:
+                await self.redis.script_load(self.script.script)
+                again = await self.piped([batch[n] for n in lost])
+            except Exception as e:
+                again = [e] * len(lost)
+            for n, result in zip(lost, again, strict=True):
+                results[n] = result
+        for call, result in zip(batch, results, strict=True):
+            settle(call.future, result)
+
+    async def piped(self, batch: list[Call]) -> list[Any]:
+        wait = any(call.replicated for call in batch)
         try:
             async with self.redis.pipeline(transaction=False) as pipe:
-                for keys, args, _ in batch:
-                    pipe.evalsha(self.script.sha, len(keys), *keys, *args)
-                results = await pipe.execute(raise_on_error=False)
+                for call in batch:
+                    pipe.evalsha(self.script.sha, len(call.keys), *call.keys, *call.args)
+                if wait:
+                    pipe.execute_command("WAIT", self.replicas, self.wait_ms)
+                results: list[Any] = await pipe.execute(raise_on_error=False)
         except Exception as e:
-            results = [e] * len(batch)
-        for (keys, args, future), result in zip(batch, results, strict=True):
-            if isinstance(result, redis_errors.NoScriptError):
-                await self.one(keys, args, future)  # Redis restarted or flushed its scripts: loads it again
-            else:
-                settle(future, result)
+            return [e] * len(batch)
+        if not wait:
+            return results
+        acked = results.pop()
+        return [(result, acked) if call.replicated and not isinstance(result, Exception) else result
+                for call, result in zip(batch, results, strict=True)]
 
 
 def settle(future: asyncio.Future[Any], result: Any) -> None:
@@ -250,6 +299,8 @@ class Outcome:
     parked         refused for now: a running limit is full, and the job waits off the queue
     retry_after_s  refused: the hourly admissions (spec `rate`) are used up; seconds until one frees
     first_id       refused: the create's idempotency key was used first by this job
+    short          applied, but fewer replicas than TASKDECK_REDIS_MIN_REPLICAS confirmed it in time
+                   (apply's `replicated`): the message to give, naming the job
     """
 
     applied: bool
@@ -257,6 +308,14 @@ class Outcome:
     parked: bool = False
     retry_after_s: int | None = None
     first_id: str | None = None
+    short: str | None = None
+
+    def confirmed(self, job_id: str) -> Outcome:
+        """This outcome, or NotReplicated when the change to `job_id` may not survive a failover (for callers
+        that must tell whoever asked for it)."""
+        if self.short:
+            raise NotReplicated(self.short, job_id)
+        return self
 
 
 def outcome(reply: list[Any]) -> Outcome:
@@ -366,7 +425,8 @@ class Store:
         self.settings = settings
         self.keys = Keys(settings.prefix, settings.queue_name)
         scripts = {name: script(self.keys.prefix, self.keys.queue, *parts) for name, parts in SCRIPTS.items()}
-        self._transition = Batched(redis, redis.register_script(scripts["transition"]))
+        self._transition = Batched(redis, redis.register_script(scripts["transition"]), settings.redis_min_replicas,
+                                   int(settings.redis_wait_timeout_s * 1000))
         self._claim = redis.register_script(scripts["claim"])
         self._lease = redis.register_script(scripts["lease"])
         self._release = redis.register_script(scripts["release"])
@@ -377,14 +437,26 @@ class Store:
         try:
             yield
         except UNREACHABLE as e:
-            raise unavailable(self.settings.url, e, what) from None
+            raise unavailable(self.settings, e, what) from None
 
-    async def apply(self, job_id: str, spec: TransitionSpec, now: datetime | None = None) -> Outcome:
-        """Run one guarded change (see lua/transition.lua)."""
+    async def apply(self, job_id: str, spec: TransitionSpec, now: datetime | None = None,
+                    replicated: bool = False) -> Outcome:
+        """Run one guarded change (see lua/transition.lua). `replicated`: return once
+        TASKDECK_REDIS_MIN_REPLICAS replicas have it, or with `short` set when they did not in time."""
         spec.setdefault("retention", self.settings.retention_days * 86400)
         spec.setdefault("maxlen", self.settings.events_maxlen)
         args = transition_args(spec, now.timestamp() if now else time.time())
-        return outcome(await self._transition(keys=[self.keys.job(job_id)], args=args))
+        reply = await self._transition(keys=[self.keys.job(job_id)], args=args, replicated=replicated)
+        wanted = self._transition.replicas if replicated else 0
+        if not wanted:
+            return outcome(reply)
+        reply, acked = reply
+        result = outcome(reply)
+        if not result.applied or acked >= wanted:
+            return result
+        return replace(result, short=f"job {job_id}: the change was made on the Redis primary but reached {acked} "
+                       f"of {wanted} replicas within {self.settings.redis_wait_timeout_s:g} s, so a failover now "
+                       f"could undo it; check it with `python -m runner show {job_id}`")
 
     async def claim(self, owner: str, free: int, scan: int) -> Claimed:
         """Up to `free` due jobs taken for `owner` (see lua/claim.lua), and the ids asked to abort."""
@@ -445,5 +517,8 @@ class Store:
 
 def blocking(settings: Settings) -> SyncRedis:
     """A plain blocking Redis client, for the readers that pages and scripts call."""
-    return SyncRedis.from_url(settings.url, decode_responses=True, socket_timeout=settings.redis_timeout_s,
-                              socket_connect_timeout=min(2.0, settings.redis_timeout_s))
+    options: dict[str, Any] = {"decode_responses": True, "socket_timeout": settings.redis_timeout_s,
+                               "socket_connect_timeout": min(2.0, settings.redis_timeout_s)}
+    if settings.redis_sentinels:
+        return sentinel.blocking_primary(settings, **options)
+    return SyncRedis.from_url(settings.url, **options)

@@ -28,7 +28,7 @@ from .. import registry
 from ..client.facade import AsyncClient
 from ..client.schedules import Scheduler
 from ..settings import Settings
-from ..storage import durability
+from ..storage import durability, sentinel
 from ..storage.store import RECONNECT_ERRORS, Store, connect, reconnecting
 from ..storage.transitions import ARQ_FUNCTION
 from . import claim, heartbeat, logs, wake
@@ -54,6 +54,8 @@ async def start(ctx: dict[str, Any], s: Settings) -> None:
     if not s.log_arq_jobs:
         ctx["taskdeck_quiet"] = logs.hide_arq_job_lines()
     wakeup = wake.attach(ctx, s.poll_delay_s)
+    if s.redis_sentinels:
+        await sentinel.arm(ctx["redis"], retry=reconnecting(), retry_on_error=RECONNECT_ERRORS)
     store = Store(connect(s, resilient=True), s)
     if s.production and (found := await durability.problems(store.redis)):
         logger.error("refusing to start: this Redis can lose jobs: %s (TASKDECK_PRODUCTION is set)", "; ".join(found))
@@ -86,6 +88,8 @@ async def shutdown(ctx: dict[str, Any]) -> None:
 
 def redis_settings(s: Settings) -> RedisSettings:
     """ARQ's connection, told to wait out a Redis restart instead of ending the worker (ARQ's default)."""
+    if s.redis_sentinels:
+        return sentinel.arq_settings(s)
     arq_redis = RedisSettings.from_dsn(s.url)
     arq_redis.retry, arq_redis.retry_on_error = reconnecting(), RECONNECT_ERRORS
     arq_redis.conn_retries = 30

@@ -15,7 +15,7 @@ from ..context import TaskContext
 from ..errors import Fatal, UnknownTaskType
 from ..models import Attempt, Job, JobStatus, StepStatus, utcnow
 from ..storage import transitions
-from ..storage.store import Claim, Store, TransitionSpec, decode, dumps
+from ..storage.store import Claim, Outcome, Store, TransitionSpec, decode, dumps
 from . import wake
 from .logs import log_transition
 
@@ -95,7 +95,8 @@ async def begin(state: WorkerState, job: Job, steps: tuple[str, ...], lost: Atte
               "type": settings.max_running_per_type.get(job.type), "global": settings.max_running_global}
     spec = transitions.start(job, state.id, steps, now, keys.arq_in_progress(job.id), int(settings.lease_s * 1000),
                              lost, limits, score)
-    outcome = await state.store.apply(job.id, spec, now)
+    # waited for like a final state: a start the promoted replica lacks would run the job twice
+    outcome = warn_short(await state.store.apply(job.id, spec, now, replicated=True))
     if outcome.parked:
         log_transition(job, "queued", "held back by a running limit; waits off the queue for a free slot")
     if not outcome.applied:
@@ -219,10 +220,17 @@ async def end(state: WorkerState, job_id: str, spec: TransitionSpec) -> bool:
     state.ending += 1
     wake.nudge()
     try:
-        outcome = await asyncio.shield(state.store.apply(job_id, spec))
+        outcome = await asyncio.shield(state.store.apply(job_id, spec, replicated=spec["status"].terminal))
     finally:
         state.ending -= 1
-    return outcome.applied
+    return warn_short(outcome).applied
+
+
+def warn_short(outcome: Outcome) -> Outcome:
+    """A worker's change that replicas did not confirm in time stands on the primary: it says so and goes on."""
+    if outcome.short:
+        logger.warning("%s", outcome.short)
+    return outcome
 
 
 async def cancel_requested(state: WorkerState, job_id: str) -> bool:
