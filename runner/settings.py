@@ -65,6 +65,8 @@ class Settings(BaseSettings):
     local_user: str = Field("admin@local", description="Who acts when no user is given; always an admin.")
     stalled_after_s: float = Field(60.0, gt=0, description="A running job whose record has not changed for this "
                                    "long is shown as stalled.")
+    alert_interval_s: float = Field(10.0, gt=0, description="How often one worker (or the API server) evaluates "
+                                    "the alert rules; a worker does it at most once per heartbeat (lease_s / 3).")
     roles: dict[str, Literal["admin", "staff", "analyst"]] = Field(
         default_factory=dict,
         description='Allow-list of email (or pattern, e.g. "*@acme.io") to role, as JSON.',
@@ -97,6 +99,20 @@ class Settings(BaseSettings):
     redis_wait_timeout_s: float = Field(1.0, gt=0, description="Longest a write waits for TASKDECK_REDIS_MIN_REPLICAS.")
     redis_failover_wait_s: float = Field(0.0, ge=0, description="How long a submit waits for a new primary "
                                          "during a failover before it fails; 0: fail at once.")
+
+    public_url: str = Field("http://127.0.0.1:8501", description="Where users reach the dashboard: the base "
+                            "of the links in notifications.")
+    smtp_host: str | None = Field(None, description="SMTP server for email notifications; unset: no email.")
+    smtp_port: int = Field(587, ge=1, le=65535, description="Port of the SMTP server.")
+    smtp_tls: Literal["starttls", "tls", "none"] = Field("starttls", description="How the SMTP connection is "
+                                                          "secured: STARTTLS, implicit TLS, or none (local relays).")
+    smtp_user: str | None = Field(None, description="SMTP user name; unset: no login.")
+    smtp_password: str | None = Field(None, repr=False, description="SMTP password.")
+    smtp_sender: str = Field("taskdeck@localhost", description="From address of notification emails.")
+    notify_retry_for_s: float = Field(86400.0, gt=0, description="How long a failing callback, webhook or email "
+                                      "delivery is retried (with backoff) before it is given up.")
+    notify_backoff_s: float = Field(10.0, gt=0, description="Wait before a failed delivery's first retry; it "
+                                    "doubles with each failure, up to an hour.")
 
     llm_base_url: str | None = Field(None, description="OpenAI-compatible endpoint, e.g. https://api.openai.com/v1; "
                                      "unset: the generative task types are listed but refused.")

@@ -17,6 +17,7 @@ from redis.asyncio import Redis
 from runner import AccessDenied, Client, JobNotFound, Settings
 from runner.archive import operations
 from runner.client.schedules import Schedule
+from runner.notify.rules import AlertRule
 from runner.reads.history import HistoryQuery
 from runner.web import sources
 
@@ -61,6 +62,7 @@ READS: dict[str, Method] = {
     "export_csv": lambda c, j: included("".join(c.export_csv(HistoryQuery(status=[]))), j),
     "live": lambda c, j: included([row.job.id for row in c.live().jobs], j),
     "events": lambda c, j: included([e.job for e in c.events().events], j),
+    "deliveries": lambda c, j: c.deliveries(j) == [] and "ok",
 }
 ACTIONS: dict[str, Method] = {
     "cancel": lambda c, j: c.cancel(j).id == j and "ok",
@@ -95,6 +97,18 @@ GLOBAL: dict[str, Method] = {
     "archive_status": lambda c, _: c.archive_status().ok and "ok",
     "archive_backfill": lambda c, _: c.archive_backfill() >= 0 and "ok",
     "archive_prune": lambda c, _: c.archive_prune("2025-01-01") == 0 and "ok",
+    # a user's notifications are their own: no method names another user (tests/notify/test_inbox.py)
+    "profile": lambda c, _: c.profile().user == c.user and "ok",
+    "set_profile": lambda c, _: c.set_profile(events=["completed"]).user == c.user and "ok",
+    "notifications": lambda c, _: c.notifications().items == [] and "ok",
+    "mark_read": lambda c, _: c.mark_read("all") == 0 and "ok",
+    "unread_count": lambda c, _: c.unread_count() == 0 and "ok",
+    "inbox_counts": lambda c, _: c.inbox_counts().unread == 0 and "ok",
+    "delivery_health": lambda c, _: c.delivery_health().queued == 0 and "ok",
+    "alert_rules": lambda c, _: [a.id for a in c.alert_rules()] == ["backlog"] and "ok",
+    "alerts": lambda c, _: [a.rule.id for a in c.alerts()] == ["backlog"] and "ok",
+    "set_alert_rule": lambda c, _: c.set_alert_rule(AlertRule(kind="no_worker")) and "ok",
+    "delete_alert_rule": lambda c, _: c.delete_alert_rule("backlog") is None and "ok",
 }
 
 # (method, role) -> outcome on (own, other's, missing) for the per-object methods.
@@ -125,12 +139,16 @@ GLOBAL_OUTCOMES = {
               "retry_matching": "ok", "archive_status": "ok"},
 }
 ADMIN_ONLY = {"enable_source", "set_limit", "save_schedule", "pause_schedule", "run_schedule",
-              "delete_schedule", "reset_breaker", "archive_backfill", "archive_prune"}
-ANY_ROLE = {"stats", "workers", "llm_status", "breakers", "own_sources"}
+              "delete_schedule", "reset_breaker", "archive_backfill", "archive_prune", "alert_rules", "alerts",
+              "set_alert_rule", "delete_alert_rule"}
+ANY_ROLE = {"stats", "workers", "llm_status", "breakers", "own_sources", "profile", "set_profile", "notifications",
+            "mark_read", "unread_count", "inbox_counts", "delivery_health"}
 LISTINGS = {"get_many", "list", "page", "history", "export_csv", "live", "events"}
 
 
 def expected_per_object(method: str, role: str) -> tuple[str, str, str]:
+    if method == "deliveries":  # names addresses: for those who may act on the job (owner, admin)
+        return ("ok", "ok", "missing") if role == "admin" else ("ok", "missing", "missing")
     if method in ACTIONS:
         if method == "submit_for":
             return ("ok", "ok", "ok") if role == "admin" else ("denied",) * 3  # type: ignore[return-value]
@@ -178,6 +196,7 @@ def world(redis_url: str, r: redis.Redis) -> Iterator[dict[str, str]]:
                 jobs[f"{role}:{whose}"] = job.id
         admin.save_schedule(Schedule(name="nightly", type="DEMO", cron="0 3 * * *", payload={"duration_s": 5}))
         admin.set_limit("user", OTHER, 2)
+        admin.set_alert_rule(AlertRule(id="backlog", kind="queue_depth", params={"over": 50}))
     for email in [*ME.values(), OTHER]:  # a source each, as their scrape jobs would leave it
         url = f"https://{email.split('@')[0]}.example/"
         asyncio.run(add_source(redis_url, sources.owner_of(email), url))

@@ -33,6 +33,7 @@ LAYERS = [
     {"tasks"},
     {"worker"},
     {"client"},
+    {"notify"},
     {"archive"},
     {"policy"},
     {"reads"},

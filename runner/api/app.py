@@ -1,8 +1,10 @@
 """The routes: each one a call of runner's AsyncClient, acting as the user the bearer token names."""
 from __future__ import annotations
 
+import asyncio
+import os
 from collections.abc import AsyncIterator
-from contextlib import asynccontextmanager
+from contextlib import asynccontextmanager, suppress
 from typing import Annotated, Any, Literal
 
 from fastapi import APIRouter, Depends, FastAPI, Header, Query, Request
@@ -17,6 +19,12 @@ from ..archive.operations import ArchiveHealth
 from ..client.facade import AsyncClient
 from ..errors import TaskdeckError
 from ..models import Job, JobStatus
+from ..notify import alerts
+from ..notify.alerts import Alert
+from ..notify.inbox import InboxPage
+from ..notify.outbox import DeliveryAttempt
+from ..notify.profile import Profile, ProfileUpdate
+from ..notify.rules import AlertRule
 from ..policy import tokens
 from ..policy.admission import unavailable_reason
 from ..reads.paging import JobPage
@@ -32,6 +40,8 @@ TAGS = [
     {"name": "jobs", "description": "Submit jobs, follow them, read their results, cancel and retry them."},
     {"name": "types", "description": "The task types this deployment runs, with their payload schemas."},
     {"name": "system", "description": "Whether Redis, the workers and the archive are up."},
+    {"name": "alerts", "description": "Alert rules and their state (admins only)."},
+    {"name": "notifications", "description": "The token user's inbox and notification profile (their own only)."},
 ]
 NOT_FOUND = "No job with this id that the token's user may see: another user's job answers exactly like a missing one."
 STREAM = ("Server-Sent Events, each frame one of `JobStreamFrame`: `snapshot` (the record, as of the stream "
@@ -96,7 +106,8 @@ Acting = Annotated[AsyncClient, Depends(acting)]
              }))
 async def create_job(body: JobCreate, ac: Acting) -> Job:
     """Validate a job and queue it; the same `idempotency_key` from the same user returns the first job."""
-    return await ac.submit(body.type, body.payload, priority=body.priority, idempotency_key=body.idempotency_key)
+    return await ac.submit(body.type, body.payload, priority=body.priority, idempotency_key=body.idempotency_key,
+                           notify=body.notify, callback_url=body.callback_url)
 
 
 @router.get("/jobs", response_model=JobPage, operation_id="list_jobs", tags=["jobs"],
@@ -173,6 +184,68 @@ async def job_events(job_id: str, ac: Acting, request: Request,
     return await streams.open_stream(request.app.state.hub, ac.store, job_id, ac.user, last_event_id)
 
 
+@router.get("/jobs/{job_id}/deliveries", response_model=list[DeliveryAttempt], operation_id="job_deliveries",
+            tags=["jobs"], response_description="Every attempt to deliver the job's notices and callbacks, oldest "
+                                                "first.",
+            responses=documented({401: UNAUTHORIZED, 403: FORBIDDEN, 503: REDIS, 404: NOT_FOUND + " The delivery "
+                                  "log names addresses: it is for the job's owner and admins only."}))
+async def job_deliveries(job_id: str, ac: Acting) -> list[DeliveryAttempt]:
+    """The job's delivery log: each attempt at its notices (inbox, email, webhook) and its callback."""
+    return await ac.deliveries(job_id)
+
+
+BAD_BODY = "The body cannot be read as text (it is not UTF-8)."
+TOO_LARGE = "The body is over TASKDECK_API_MAX_BODY_BYTES."
+
+
+class MarkRead(BaseModel):
+    ids: list[str] | Literal["all"] = Field(description='Notification ids, or "all" (which also resets '
+                                                        '`failed_since_looked`).')
+
+
+class Unread(BaseModel):
+    unread: int = Field(description="Unread notifications left.")
+
+
+@router.get("/profile", response_model=Profile, operation_id="get_profile", tags=["notifications"],
+            response_description="The token user's notification profile, with their webhook secret.",
+            responses=documented({401: UNAUTHORIZED, 403: FORBIDDEN, 503: REDIS}))
+async def get_profile(ac: Acting) -> Profile:
+    """Where the user's notices go and, when a submit does not say, which job ends and channels."""
+    return await ac.profile()
+
+
+@router.put("/profile", response_model=Profile, operation_id="update_profile", tags=["notifications"],
+            response_description="The profile as saved.",
+            responses=documented({401: UNAUTHORIZED, 403: FORBIDDEN, 503: REDIS, 400: BAD_BODY, 413: TOO_LARGE,
+                                  422: "A field does not fit: not an email address, a webhook URL the outbound "
+                                       "policy refuses, webhook among `via` without a webhook URL."}))
+async def update_profile(body: ProfileUpdate, ac: Acting) -> Profile:
+    """Change the profile: each field given replaces the saved one (\"\" clears email or webhook_url)."""
+    return await ac.set_profile(**body.model_dump(exclude_unset=True))
+
+
+@router.get("/notifications", response_model=InboxPage, operation_id="list_notifications", tags=["notifications"],
+            response_description="A page of the user's inbox, newest first, with the unread count.",
+            responses=documented({401: UNAUTHORIZED, 403: FORBIDDEN, 503: REDIS,
+                                  422: "A parameter out of range, or a cursor this API did not give out."}))
+async def list_notifications(ac: Acting, limit: Annotated[int, Query(ge=1, le=500)] = 50,
+                             cursor: Annotated[str | None, Query(max_length=200, description=(
+                                 "A page's `next_cursor`, for the page after it."))] = None,
+                             unread: Annotated[bool, Query(description="Only unread ones.")] = False) -> InboxPage:
+    """The inbox; reading its first page counts as looking (`failed_since_looked` starts again from 0)."""
+    return await ac.notifications(limit=limit, cursor=cursor, unread=unread)
+
+
+@router.post("/notifications/read", response_model=Unread, operation_id="mark_notifications_read",
+             tags=["notifications"], response_description="How many are still unread.",
+             responses=documented({401: UNAUTHORIZED, 403: FORBIDDEN, 503: REDIS, 400: BAD_BODY, 413: TOO_LARGE,
+                                   422: "Neither a list of ids nor \"all\", or over 1,000 ids."}))
+async def mark_notifications_read(body: MarkRead, ac: Acting) -> Unread:
+    """Mark notifications read."""
+    return Unread(unread=await ac.mark_read(body.ids))
+
+
 @router.get("/types", response_model=list[TypeInfo], operation_id="list_types", tags=["types"],
             response_description="Every registered task type.",
             responses=documented({401: UNAUTHORIZED, 403: FORBIDDEN, 503: REDIS}))
@@ -198,6 +271,48 @@ async def health(request: Request) -> Any:
     return Health(redis=True, workers_alive=alive, archive=await operations.health(store))
 
 
+ADMINS_ONLY = ("The token's role may not read or change alert rules (only admins may), or its user is no longer "
+               "on TASKDECK_ROLES.")
+
+
+@router.get("/alerts/rules", response_model=list[AlertRule], operation_id="list_alert_rules", tags=["alerts"],
+            response_description="Every alert rule, by name.",
+            responses=documented({401: UNAUTHORIZED, 403: ADMINS_ONLY, 503: REDIS}))
+async def list_alert_rules(ac: Acting) -> list[AlertRule]:
+    """The alert rules: kind, parameters, targets, how long the condition must hold, the repeat interval."""
+    return await ac.alert_rules()
+
+
+@router.post("/alerts/rules", response_model=AlertRule, operation_id="set_alert_rule", tags=["alerts"],
+             response_description="The rule as saved.",
+             responses=documented({
+                 401: UNAUTHORIZED, 403: ADMINS_ONLY, 503: REDIS,
+                 422: "A field or parameter does not fit the rule's kind, or a target is refused: not an email "
+                      "address, or a URL the outbound policy refuses (a private address) or that does not resolve.",
+             }))
+async def set_alert_rule(body: AlertRule, ac: Acting) -> AlertRule:
+    """Add an alert rule, or replace the one with its `id`."""
+    return await ac.set_alert_rule(body)
+
+
+@router.delete("/alerts/rules/{rule_id}", status_code=204, response_class=Response,
+               operation_id="delete_alert_rule", tags=["alerts"], response_description="Deleted, with its state.",
+               responses=documented({401: UNAUTHORIZED, 403: ADMINS_ONLY, 404: "No alert rule with this id.",
+                                     503: REDIS}))
+async def delete_alert_rule(rule_id: str, ac: Acting) -> Response:
+    """Delete an alert rule and its state."""
+    await ac.delete_alert_rule(rule_id)
+    return Response(status_code=204)
+
+
+@router.get("/alerts", response_model=list[Alert], operation_id="list_alerts", tags=["alerts"],
+            response_description="Every rule with its state.",
+            responses=documented({401: UNAUTHORIZED, 403: ADMINS_ONLY, 503: REDIS}))
+async def list_alerts(ac: Acting) -> list[Alert]:
+    """Each alert rule's state: ok, pending, firing or resolved, since when, and what the last evaluation saw."""
+    return await ac.alerts()
+
+
 class App(FastAPI):
     """FastAPI, with the OpenAPI document completed by schema.py for the task types it was built with."""
 
@@ -221,7 +336,11 @@ def create_app(settings: Settings | None = None) -> FastAPI:
         app.state.hub = hub = streams.Hub(client.store, client.settings.api_streams_per_user,
                                           client.settings.api_stream_max_s)
         hub.start()
+        evaluating = asyncio.create_task(alerts.run(client.store, f"api-{os.getpid()}"))  # no_worker needs a non-worker
         yield
+        evaluating.cancel()
+        with suppress(asyncio.CancelledError):
+            await evaluating
         await hub.stop()
         await client.close()
 

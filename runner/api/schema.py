@@ -26,6 +26,7 @@ from pydantic import BaseModel, Field, TypeAdapter, create_model
 from pydantic.json_schema import JsonSchemaMode
 
 from ..models import Job, Priority
+from ..notify.subscriptions import Notify
 from ..reads.events import Event
 from ..registry import TaskType
 from .problems import Problem
@@ -47,6 +48,12 @@ class JobCreate(BaseModel):
     payload: dict[str, Any] = Field(default_factory=dict, description="The type's payload, as its schema says.")
     priority: Priority | None = Field(None, description="Default: the type's.")
     idempotency_key: str | None = Field(None, max_length=200, description="The same key returns the first job.")
+    notify: Notify | None = Field(None, description="Which ends of the job to tell its owner of, and how; "
+                                  "default: as their profile says (GET /api/profile).")
+    callback_url: str | None = Field(None, max_length=2000, description="POSTed the job's final record when it "
+                                     "ends (as GET /api/jobs/{job_id} answers), signed per Standard Webhooks with "
+                                     "this token's webhook secret; refused (422) when the outbound policy refuses "
+                                     "the URL.")
 
 
 class JobEvent(Event):
@@ -112,6 +119,8 @@ def variant(task_type: TaskType) -> type[BaseModel]:
         "payload": (task_type.payload, payload),
         "priority": (fields["priority"].annotation, fields["priority"]),
         "idempotency_key": (fields["idempotency_key"].annotation, fields["idempotency_key"]),
+        "notify": (fields["notify"].annotation, fields["notify"]),
+        "callback_url": (fields["callback_url"].annotation, fields["callback_url"]),
     }
     return create_model(f"{camel(task_type.name)}JobCreate", __doc__=task_type.description or None,
                         **definitions)

@@ -18,6 +18,15 @@ from pydantic import BaseModel
 from .. import registry
 from ..errors import AccessDenied, InvalidPayload, InvalidTransition, JobNotFound, LimitExceeded
 from ..models import ACTIVE, TERMINAL, Job, JobStatus, Priority, Stats, WorkerInfo, utcnow
+from ..notify import alerts as alerting
+from ..notify import rules as rulebook
+from ..notify.alerts import Alert
+from ..notify.delivery import DeliveryHealth
+from ..notify.inbox import InboxCounts, InboxPage
+from ..notify.outbox import DeliveryAttempt
+from ..notify.profile import JobEnd, Profile, Via
+from ..notify.rules import AlertRule
+from ..notify.subscriptions import Notify, at_submit, subscription_calls
 from ..policy import access, admission
 from ..policy.access import Action
 from ..reads import events, history, live, metrics, paging
@@ -28,7 +37,7 @@ from ..registry import TaskType
 from ..settings import Settings
 from ..storage import transitions
 from ..storage.store import Outcome, Store, TransitionSpec, connect
-from . import bulk, oversight, payloads
+from . import bulk, notices, oversight, payloads
 from .archived import ArchiveReader, Found
 from .bulk import BulkResult
 from .schedules import Schedule, Scheduler
@@ -86,18 +95,27 @@ class AsyncClient:
         org: str = "",
         priority: Priority | str | None = None,
         idempotency_key: str | None = None,
+        notify: Notify | dict[str, Any] | None = None,
+        callback_url: str | None = None,
     ) -> Job:
         """Validate and enqueue a job; nothing is written unless all of it is. The job belongs to the
         acting user (or `user`, for an admin) and their org (or `org`, for an admin); the same
-        `idempotency_key` from the same submitter within its window returns the first job."""
+        `idempotency_key` from the same submitter within its window returns the first job.
+        `notify` ({"events": ["completed", "failed"], "via": ["inbox", "email", "webhook"]}) says which ends
+        of the job its owner is told of, and how (default: as their profile says); `callback_url` is POSTed
+        the final record, signed (Standard Webhooks) with the API token's secret, else the submitter's."""
         owner = access.normal_email(user) if user else self.user
         key = self.store.keys.idempotency(owner, idempotency_key) if idempotency_key else None
-        return await self.submit_keyed(type, payload, owner, org, priority, key)
+        return await self.submit_keyed(type, payload, owner, org, priority, key, notify=notify,
+                                       callback_url=callback_url)
 
     async def submit_keyed(self, type: str, payload: Any, owner: str, org: str,  # noqa: A002  (public keyword, part of the contract)
-                           priority: Priority | str | None, key: str | None) -> Job:
+                           priority: Priority | str | None, key: str | None, *,
+                           notify: Notify | dict[str, Any] | None = None, callback_url: str | None = None,
+                           tell: str | None = None) -> Job:
         """submit() with the idempotency key as a whole Redis key: runner's own submitters (the scheduler)
-        use keys in namespaces that no user's submit can reach."""
+        use keys in namespaces that no user's submit can reach; `tell`: who hears of the job's end instead
+        of its owner (a schedule's run: the admin who saved the schedule)."""
         self.principal.require(Action.submit)
         if not self.principal.acts_on(owner):
             raise AccessDenied(f"{self.user} may not submit on behalf of {owner} (role {self.principal.role})")
@@ -105,6 +123,8 @@ class AsyncClient:
         task_type = registry.get(type)
         await admission.check(self.store, task_type, owner)
         data = payloads.validate(task_type, payload, self.settings.max_payload_bytes, self.settings.max_payload_depth)
+        async with self.store.guard("nothing was submitted"):
+            subscription = await at_submit(self.store, self.principal, owner, notify, callback_url, tell)
         now = utcnow()
         job = Job(
             id=uuid.uuid4().hex, type=type, payload=data, user_id=owner, org_id=org,
@@ -112,6 +132,7 @@ class AsyncClient:
             steps=transitions.fresh_steps(task_type.steps), queued_at=now, updated_at=now,
         )
         spec = transitions.create(job, self.store.keys, self.settings.priority_aging_s, by=self.user)
+        spec["calls"] += subscription_calls(self.store, job.id, subscription)
         if key:
             spec["create"]["idempotency"] = [key, self.settings.idempotency_window_s]
         async with self.store.guard("nothing was submitted"):
@@ -301,7 +322,7 @@ class AsyncClient:
         schedule.payload = payloads.validate(task_type, schedule.payload, self.settings.max_payload_bytes,
                                              self.settings.max_payload_depth)
         async with self.store.guard("the schedule was not saved"):
-            saved = await Scheduler(self).save(schedule.model_copy(update={"next_run_at": None}))
+            saved = await Scheduler(self).save(schedule.model_copy(update={"next_run_at": None, "saved_by": self.user}))
             await self.audit_entry(f"save schedule {schedule.name} ({schedule.cron})")
         return saved
 
@@ -587,6 +608,80 @@ class AsyncClient:
             deleted = await operations.prune(self.store, cutoff)
             await self.audit_entry(f"archive prune before {cutoff:%Y-%m-%d %H:%M} UTC: {deleted} jobs deleted")
         return deleted
+
+    # The acting user's notifications (runner.notify, client/notices.py): their own profile and inbox only.
+    async def profile(self) -> Profile:
+        """The acting user's notification settings: email for notices, webhook URL, default job ends and
+        channels, and the secret their webhook notices and token-less callbacks are signed with."""
+        return await notices.profile(self)
+
+    async def set_profile(self, email: str | None = None, webhook_url: str | None = None,
+                          events: builtins.list[JobEnd] | None = None, via: builtins.list[Via] | None = None,
+                          rotate_secret: bool = False) -> Profile:
+        """Change the acting user's profile: each argument given replaces its field ("" clears email or
+        webhook_url); a webhook URL must pass the outbound policy. Returns the profile as saved."""
+        given = {"email": email, "webhook_url": webhook_url, "events": events, "via": via}
+        change = {k: v for k, v in given.items() if v is not None} | {"rotate_secret": rotate_secret}
+        return await notices.set_profile(self, change)
+
+    async def notifications(self, limit: int = 50, cursor: str | None = None, unread: bool = False) -> InboxPage:
+        """The acting user's inbox, newest first, a page at a time (`unread`: only unread ones); the first
+        page counts as looking (the failed-since-looked count starts again)."""
+        return await notices.notifications(self, limit, cursor, unread)
+
+    async def mark_read(self, ids: builtins.list[str] | str) -> int:
+        """Mark these notifications read, or "all" of them (which also counts as looking); the unread
+        count after."""
+        return await notices.mark_read(self, ids)
+
+    async def unread_count(self) -> int:
+        """How many of the acting user's notifications are unread."""
+        return (await notices.counts(self)).unread
+
+    async def inbox_counts(self) -> InboxCounts:
+        """Unread notifications, and failed-job notices since the user last looked (the bell)."""
+        return await notices.counts(self)
+
+    async def deliveries(self, job_id: str) -> builtins.list[DeliveryAttempt]:
+        """Every attempt to deliver a job's notices and callbacks, oldest first; for its owner and admins
+        (another user's job answers like a missing one)."""
+        return await notices.deliveries(self, job_id)
+
+    async def delivery_health(self) -> DeliveryHealth:
+        """The outbox: deliveries waiting, failing and given up, and the last failure (no addresses)."""
+        return await notices.delivery_health(self)
+
+    # Alert rules (runner.notify.alerts): admins only, since a rule's targets name addresses and webhook URLs.
+    async def alert_rules(self) -> builtins.list[AlertRule]:
+        """Every alert rule, by name; admins only."""
+        self.principal.require(Action.settings)
+        async with self.store.guard():
+            return await rulebook.all_rules(self.store)
+
+    async def set_alert_rule(self, rule: AlertRule) -> AlertRule:
+        """Add an alert rule, or replace the one with its id; its targets are checked now (webhook and Slack
+        URLs by the outbound policy, TASKDECK_FETCH_ALLOW). Returns it as saved; admins only."""
+        self.principal.require(Action.settings)
+        rule = await rulebook.checked(rule, self.settings)
+        async with self.store.guard("the alert rule was not saved"):
+            await rulebook.save(self.store, rule)
+            await self.audit_entry(f"set alert rule {rule.id} ({rule.kind})")
+        return rule
+
+    async def delete_alert_rule(self, rule_id: str) -> None:
+        """Delete an alert rule and its state; admins only."""
+        self.principal.require(Action.settings)
+        async with self.store.guard("the alert rule was not deleted"):
+            if not await rulebook.delete(self.store, rule_id):
+                raise JobNotFound(f"no alert rule {rule_id!r}; `alert_rules()` lists them")
+            await self.audit_entry(f"delete alert rule {rule_id}")
+
+    async def alerts(self) -> builtins.list[Alert]:
+        """Every alert rule with its state (ok, pending, firing or resolved), since when, and what the last
+        evaluation saw; admins only."""
+        self.principal.require(Action.settings)
+        async with self.store.guard():
+            return await alerting.current(self.store)
 
 
 def worker_info(row: dict[str, str], now: float, lease_s: float) -> WorkerInfo:

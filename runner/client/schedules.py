@@ -16,6 +16,8 @@ from pydantic import BaseModel, Field, field_validator
 from ..models import Priority, utcnow
 from ..storage.keys import Keys
 
+SCHEDULER = "scheduler@local"  # the account a schedule's runs belong to unless it names another
+
 
 class Schedule(BaseModel):
     name: str = Field(pattern=r"^[A-Za-z0-9_.-]{1,64}$")
@@ -24,7 +26,9 @@ class Schedule(BaseModel):
     cron: str = Field(description='Five fields, or six with seconds last: "0 */6 * * *" is every 6 hours.')
     priority: Priority = Priority.normal
     paused: bool = False
-    owner: str = "scheduler@local"
+    owner: str = SCHEDULER
+    saved_by: str | None = Field(None, description="The admin who saved it last: told of its runs' ends when "
+                                 "`owner` is the scheduler's own account.")
     next_run_at: datetime | None = None
     last_run_at: datetime | None = None
     last_job_id: str | None = None
@@ -42,6 +46,11 @@ class Schedule(BaseModel):
 
     def due(self, now: datetime) -> bool:
         return not self.paused and self.next_run_at is not None and self.next_run_at <= now
+
+    def told(self, local_user: str) -> str:
+        """Who hears of its runs' ends: its owner, unless that is the scheduler's own account, which nobody
+        reads; then the admin who saved it (the local admin, for one from TASKDECK_SCHEDULES)."""
+        return self.owner if self.owner != SCHEDULER else self.saved_by or local_user
 
     def slot_key(self) -> str:
         return str(self.next_run_at.timestamp() if self.next_run_at else "now")
@@ -103,7 +112,8 @@ class Scheduler:
             slot = f"manual:{now.isoformat()}" if manual else schedule.slot_key()
             key = self.client.store.keys.schedule_slot(schedule.name, slot)
             job = await self.client.submit_keyed(schedule.type, schedule.payload, schedule.owner, "",
-                                                 schedule.priority, key)
+                                                 schedule.priority, key,
+                                                 tell=schedule.told(self.client.principal.email))
             job_id = job.id
             update |= {"last_run_at": now, "last_job_id": job.id, "last_outcome": None}
         saved = schedule.model_copy(update=update).model_dump_json()

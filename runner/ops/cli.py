@@ -108,16 +108,36 @@ def cli() -> None:
 @click.option("--org", default="", help="Organisation to submit for (admins only; default: the submitter's).")
 @click.option("--priority", type=click.Choice(["high", "normal", "low"]), help="Default: the type's.")
 @click.option("--idempotency-key", help="The same key within its window returns the first job.")
+@click.option("--notify", "notify_on", metavar="EVENTS", help="Tell the owner when the job is completed, failed "
+              "(comma-separated, `both`, or `none`); default: as their profile says.")
+@click.option("--notify-via", metavar="CHANNELS", help="inbox, email, webhook (comma-separated); default: inbox.")
+@click.option("--callback-url", metavar="URL", help="POST the final record there when the job ends, signed.")
 @as_user
 @json_flag
 @handle_errors
 def submit(type: str, payload: str, user: str | None, org: str,  # noqa: A002  (click passes the TYPE argument as `type`)
-           priority: str | None, idempotency_key: str | None, acting: str | None, as_json: bool) -> None:
+           priority: str | None, idempotency_key: str | None, notify_on: str | None, notify_via: str | None,
+           callback_url: str | None, acting: str | None, as_json: bool) -> None:
     """Validate and enqueue a job; prints its id."""
     with client(acting) as c:
         job = c.submit(type, read_payload(payload, c.settings.max_payload_bytes), user=user, org=org, priority=priority,
-                       idempotency_key=idempotency_key)
+                       idempotency_key=idempotency_key, notify=notify_option(notify_on, notify_via),
+                       callback_url=callback_url)
     emit(job.model_dump(mode="json")) if as_json else click.echo(job.id)
+
+
+def words(text: str) -> list[str]:
+    return [word.strip() for word in text.split(",") if word.strip()]
+
+
+def notify_option(events: str | None, via: str | None) -> dict[str, Any] | None:
+    """--notify and --notify-via as submit's `notify` (None: neither given, the profile decides)."""
+    if events is None and via is None:
+        return None
+    if events is None:
+        raise InvalidPayload("--notify-via needs --notify EVENTS (completed, failed, both or none)")
+    named = {"both": ["completed", "failed"], "none": []}.get(events.strip(), words(events))
+    return {"events": named, **({"via": words(via)} if via is not None else {})}
 
 
 @cli.command()
@@ -268,11 +288,14 @@ def on_store(work: Callable[[Store], Awaitable[T]]) -> T:
 def token_create(user: str, role: str | None, org: str, as_json: bool) -> None:
     """Make a token; it is shown once, only its hash is kept."""
     secret, record = on_store(lambda store: tokens.create(store, user, Role(role) if role else None, org))
+    signing = on_store(lambda store: tokens.webhook_secret(store, record.id))
     if as_json:
-        emit({"token": secret, **record.model_dump(mode="json")})
+        emit({"token": secret, "webhook_secret": signing, **record.model_dump(mode="json")})
         return
     click.echo(secret)
     click.echo(f"id {record.id}, for {record.user} as {record.role}; keep it safe: it is not shown again", err=True)
+    click.echo(f"webhook secret {signing}: it signs the callbacks of jobs this token submits (callback_url); "
+               "it is not shown again either", err=True)
 
 
 @token.command("revoke")
@@ -434,6 +457,86 @@ def archive_prune(before: str, acting: str | None, as_json: bool) -> None:
                                                                              f"finished before {before}")
 
 
+@cli.group("notifications", invoke_without_command=True)
+@click.option("--unread", is_flag=True, help="Only unread ones.")
+@click.option("--limit", default=20, show_default=True, type=click.IntRange(1, 500))
+@click.option("--cursor", help="The `next_cursor` of the page before (with --json).")
+@as_user
+@json_flag
+@click.pass_context
+def notifications(ctx: click.Context, unread: bool, limit: int, cursor: str | None, acting: str | None,
+                  as_json: bool) -> None:
+    """Your inbox, newest first (reading it counts as looking); `notifications read` marks read."""
+    if ctx.invoked_subcommand is None:
+        ctx.invoke(notifications_list, unread=unread, limit=limit, cursor=cursor, acting=acting, as_json=as_json)
+
+
+@handle_errors
+def notifications_list(unread: bool, limit: int, cursor: str | None, acting: str | None, as_json: bool) -> None:
+    with client(acting) as c:
+        found = c.notifications(limit=limit, cursor=cursor, unread=unread)
+    if as_json:
+        emit(found.model_dump(mode="json"))
+        return
+    click.echo(f"{found.unread} unread; {found.failed_since_looked} failed since you last looked")
+    for item in found.items:
+        click.echo(f"{'  ' if item.read else '* '}{item.created_at:%Y-%m-%d %H:%M:%S}  {item.title}  [{item.id}]")
+        if item.body:
+            click.echo(f"    {item.body}")
+        if item.link:
+            click.echo(f"    {c.settings.public_url.rstrip('/')}{item.link}")
+
+
+@notifications.command("read")
+@click.argument("ids", nargs=-1)
+@click.option("--all", "everything", is_flag=True, help="Mark every notification read.")
+@as_user
+@json_flag
+@handle_errors
+def notifications_read(ids: tuple[str, ...], everything: bool, acting: str | None, as_json: bool) -> None:
+    """Mark notifications read (their ids, or --all); prints how many are still unread."""
+    if not ids and not everything:
+        raise InvalidPayload("name the notifications to mark read, or pass --all")
+    with client(acting) as c:
+        left = c.mark_read("all" if everything else list(ids))
+    emit({"unread": left}) if as_json else click.echo(f"{left} unread")
+
+
+PROFILE_FIELDS = ("email", "webhook_url", "events", "via")
+
+
+def profile_change(pairs: tuple[str, ...]) -> dict[str, Any]:
+    """`--set k=v` pairs as set_profile's arguments: events and via comma-separated, an empty value clears."""
+    change: dict[str, Any] = {}
+    for pair in pairs:
+        name, sep, value = pair.partition("=")
+        name = name.strip()
+        if not sep or name not in PROFILE_FIELDS:
+            raise InvalidPayload(f"--set {pair!r}: write NAME=VALUE with NAME one of {', '.join(PROFILE_FIELDS)}")
+        change[name] = words(value) if name in ("events", "via") else value.strip()
+    return change
+
+
+@cli.command("profile")
+@click.option("--set", "pairs", multiple=True, metavar="NAME=VALUE", help="email=, webhook_url=, events=completed,"
+              "failed, via=inbox,email,webhook; an empty value clears email and webhook_url. Repeat for more.")
+@click.option("--rotate-secret", is_flag=True, help="Replace the webhook secret with a new one.")
+@as_user
+@json_flag
+@handle_errors
+def profile(pairs: tuple[str, ...], rotate_secret: bool, acting: str | None, as_json: bool) -> None:
+    """Your notification profile: where notices go, and which job ends and channels by default."""
+    with client(acting) as c:
+        change = profile_change(pairs)
+        found = c.set_profile(**change, rotate_secret=rotate_secret) if change or rotate_secret else c.profile()
+    if as_json:
+        emit(found.model_dump(mode="json"))
+        return
+    click.echo(f"user {found.user}\n  email {found.address}\n  webhook {found.webhook_url or '-'}\n"
+               f"  by default: told when {' or '.join(found.events) or 'never'}, via {', '.join(found.via) or '-'}\n"
+               f"  webhook secret {found.webhook_secret}")
+
+
 @cli.command("openapi")
 def openapi_document() -> None:
     """Print the HTTP API's OpenAPI document, as GET /openapi.json serves it: the task types are this
@@ -441,3 +544,92 @@ def openapi_document() -> None:
     from ..api import create_app
 
     emit(create_app(Settings()).openapi())
+
+
+@cli.group(invoke_without_command=True)
+@as_user
+@json_flag
+@click.pass_context
+def alerts(ctx: click.Context, acting: str | None, as_json: bool) -> None:
+    """Alert rules (admins): with no command, each rule and its state, like `alerts list`."""
+    if ctx.invoked_subcommand is None:
+        ctx.invoke(alerts_list, acting=acting, as_json=as_json)
+
+
+@alerts.command("list")
+@as_user
+@json_flag
+@handle_errors
+def alerts_list(acting: str | None, as_json: bool) -> None:
+    """Each alert rule and its state: ok, pending, firing or resolved, and what it last saw."""
+    with client(acting) as c:
+        found = c.alerts()
+    if as_json:
+        emit([alert.model_dump(mode="json") for alert in found])
+        return
+    for alert in found:
+        rule, status = alert.rule, alert.status
+        params = " ".join(f"{k}={v}" for k, v in rule.params.items())
+        since = f" since {status.since:%Y-%m-%d %H:%M:%S}" if status.since and status.state != "ok" else ""
+        click.echo(f"{rule.id}  {rule.name}  [{status.state}{since}]{'' if rule.enabled else '  (disabled)'}")
+        click.echo(f"  {rule.kind} {params}  for {rule.for_s:g} s  repeat {rule.repeat_s:g} s  to "
+                   f"{', '.join(f'{t.channel}:{t.address}' for t in rule.targets) or '-'}")
+        if status.detail:
+            click.echo(f"  {status.detail}")
+
+
+def key_values(pairs: tuple[str, ...]) -> dict[str, str]:
+    found = {}
+    for pair in pairs:
+        key, sep, value = pair.partition("=")
+        if not sep or not key:
+            raise InvalidPayload(f"--param {pair!r}: write NAME=VALUE")
+        found[key.strip()] = value.strip()
+    return found
+
+
+@alerts.command("set")
+@click.option("--kind", required=True, help="queue_depth, failure_rate, no_worker, job_stalled, breaker_open, "
+              "source_unhealthy or llm_spend.")
+@click.option("--param", "params", multiple=True, metavar="NAME=VALUE", help="A parameter of the kind, e.g. over=50 "
+              "(queue_depth), over_pct=10 window_s=900 min_count=10 type=T (failure_rate), budget_usd=20 (llm_spend).")
+@click.option("--to", "targets", multiple=True, metavar="CHANNEL:ADDRESS,...", help="Where to send: inbox:EMAIL, "
+              "email:EMAIL, slack:URL, webhook:URL; comma-separated, or repeat --to.")
+@click.option("--for", "for_s", type=click.FloatRange(min=0), default=0, show_default=True,
+              help="Seconds the condition must hold before it fires.")
+@click.option("--repeat", "repeat_s", type=click.FloatRange(min=0), default=3600, show_default=True,
+              help="While firing, say it again after this many seconds; 0: never.")
+@click.option("--name", default="", help="Shown in every message (default: the kind).")
+@click.option("--id", "rule_id", help="Replace the rule with this id (default: a new rule).")
+@click.option("--disabled", is_flag=True, help="Save it switched off.")
+@click.option("--webhook-secret", help="The whsec_ secret the webhook targets' deliveries are signed with "
+              "(default: unsigned).")
+@as_user
+@json_flag
+@handle_errors
+def alerts_set(kind: str, params: tuple[str, ...], targets: tuple[str, ...], for_s: float, repeat_s: float, name: str,
+               rule_id: str | None, disabled: bool, webhook_secret: str | None, acting: str | None,
+               as_json: bool) -> None:
+    """Add or replace an alert rule; prints its id."""
+    from ..notify import rules
+    from ..notify.model import Channel
+
+    to = [rules.parse_target(part) for text in targets for part in text.split(",") if part.strip()]
+    to = [t.model_copy(update={"secret": webhook_secret}) if t.channel is Channel.webhook else t for t in to]
+    fields = {"targets": to, "for_s": for_s, "repeat_s": repeat_s, "name": name, "enabled": not disabled}
+    found = rules.rule(kind, key_values(params), **fields, **({"id": rule_id} if rule_id else {}))
+    with client(acting) as c:
+        saved = c.set_alert_rule(found)
+    emit(saved.model_dump(mode="json")) if as_json else click.echo(saved.id)
+
+
+@alerts.command("delete")
+@click.argument("rule_id")
+@as_user
+@json_flag
+@handle_errors
+def alerts_delete(rule_id: str, acting: str | None, as_json: bool) -> None:
+    """Delete an alert rule and its state."""
+    with client(acting) as c:
+        c.delete_alert_rule(rule_id)
+    emit({"deleted": rule_id}) if as_json else click.echo(f"deleted {rule_id}")

@@ -47,6 +47,7 @@ class Principal:
     email: str
     role: Role
     org: str = ""  # "" when the user belongs to no organisation
+    token: str = ""  # the id of the API token acting (policy.tokens), if one is: its secret signs callbacks
 
     def can(self, action: Action) -> bool:
         return action in ALLOWED[self.role]

@@ -1,12 +1,16 @@
 """Bearer tokens for the HTTP API: made and revoked by operators (`python -m runner token ...`).
 
 Only a SHA-256 hash of each token is stored (a token is 32 random bytes, so a plain hash is enough);
-the token itself is shown once, when it is made.
+the token itself is shown once, when it is made. So is its webhook secret (`whsec_...`, Standard
+Webhooks), which signs the callbacks of the jobs the token submits (runner.notify); it is kept in
+Keys.token_secrets, since signing needs it, and goes when the token is revoked.
 """
 from __future__ import annotations
 
+import base64
 import hashlib
 import secrets
+from dataclasses import replace
 from datetime import datetime
 
 import orjson
@@ -42,9 +46,19 @@ async def create(store: Store, user: str, role: Role | None = None, org: str = "
     holder = access.principal(store.settings, user, cap=role, org=org)
     record = Token(id=secrets.token_hex(8), user=holder.email, role=holder.role, org=org.strip(), created_at=utcnow())
     token = f"{PREFIX}{record.id}_{secrets.token_urlsafe(32)}"
-    async with store.guard("no token was made"):
-        await store.redis.hset(store.keys.tokens, digest(token), record.model_dump_json())  # type: ignore[misc]  # redis-py types replies `Awaitable[T] | T` for both clients
+    async with store.guard("no token was made"), store.redis.pipeline(transaction=True) as pipe:
+        pipe.hset(store.keys.tokens, digest(token), record.model_dump_json())
+        pipe.hset(store.keys.token_secrets, record.id, f"whsec_{base64.b64encode(secrets.token_bytes(32)).decode()}")
+        await pipe.execute()
     return token, record
+
+
+async def webhook_secret(store: Store, token_id: str) -> str | None:
+    """The secret that signs the callbacks of jobs submitted with token `token_id` (None for a token made
+    before tokens had one: those sign with their user's profile secret)."""
+    async with store.guard():
+        found: str | None = await store.redis.hget(store.keys.token_secrets, token_id)  # type: ignore[misc]  # redis-py types replies `Awaitable[T] | T` for both clients
+    return found
 
 
 async def all_tokens(store: Store) -> dict[str, Token]:
@@ -60,6 +74,7 @@ async def revoke(store: Store, token_id: str) -> Token:
     if found:
         async with store.guard("the token was not revoked"):
             await store.redis.hdel(store.keys.tokens, *found)  # type: ignore[misc]  # redis-py types replies `Awaitable[T] | T` for both clients
+            await store.redis.hdel(store.keys.token_secrets, token_id)  # type: ignore[misc]  # redis-py types replies `Awaitable[T] | T` for both clients
         return next(iter(found.values()))
     raise TokenNotFound(f"no token with id {token_id!r}; `python -m runner token list` shows them")
 
@@ -74,4 +89,4 @@ async def verify(store: Store, token: str) -> Principal | None:
     if raw is None:
         return None
     record = Token.model_validate_json(raw)
-    return access.principal(store.settings, record.user, cap=record.role, org=record.org)
+    return replace(access.principal(store.settings, record.user, cap=record.role, org=record.org), token=record.id)

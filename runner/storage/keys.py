@@ -40,6 +40,12 @@ class Keys:
         self.tokens = f"{prefix}tokens"  # API bearer tokens: SHA-256 of the token -> its record (policy.tokens)
         self.schedules = f"{prefix}schedules"  # schedule name -> the schedule (client.schedules)
         self.sources_all = f"{prefix}sources:all"  # every owner's sources, each a member(owner, url) (web.sources)
+        self.alert_rules = f"{prefix}alerts:rules"  # rule id -> the alert rule's JSON (notify.alerts)
+        self.token_secrets = f"{prefix}tokens:secrets"  # API token id -> its webhook signing secret (policy.tokens)
+        self.notify_due = f"{prefix}notify:due"  # delivery id -> when it is due (or its claim's lease ends)
+        self.notify_deliveries = f"{prefix}notify:deliveries"  # delivery id -> the delivery waiting to be sent
+        self.notify_failing = f"{prefix}notify:failing"  # ids of deliveries whose last attempt failed
+        self.notify_health = f"{prefix}notify:health"  # the last delivery error, and deliveries given up
 
     def job(self, job_id: str) -> str:
         return f"{self.prefix}job:{job_id}"
@@ -139,6 +145,42 @@ class Keys:
 
     def page(self, owner: str, url: str) -> str:
         return f"{self.prefix}page:{owner}:{url}"
+
+    def alert_state(self, rule_id: str) -> str:
+        """One alert rule's state: ok, pending, firing or resolved, and since when (notify.alerts)."""
+        return f"{self.prefix}alerts:state:{rule_id}"
+
+    def notify_subscription(self, job_id: str) -> str:
+        """Who a job's end is told to, how, and its callback (notify.subscriptions); deleted with the job."""
+        return f"{self.prefix}notify:sub:{job_id}"
+
+    def notify_log(self, job_id: str) -> str:
+        """Every delivery attempt of a job's notices and callbacks (a list, newest last)."""
+        return f"{self.prefix}notify:log:{job_id}"
+
+    def notify_lane(self, lane: str) -> str:
+        """The deliveries of one job to one address, in order: only the first is ever due (notify.outbox)."""
+        return f"{self.prefix}notify:lane:{lane}"
+
+    def inbox(self, user: str) -> str:
+        """A user's notifications, by when each was made (a sorted set of ids; notify.inbox)."""
+        return f"{self.prefix}inbox:ids:{user}"
+
+    def inbox_notes(self, user: str) -> str:
+        """A user's notifications: id -> the Notification's JSON."""
+        return f"{self.prefix}inbox:notes:{user}"
+
+    def inbox_unread(self, user: str) -> str:
+        """The ids of a user's unread notifications, by when each was made."""
+        return f"{self.prefix}inbox:unread:{user}"
+
+    def inbox_failed(self, user: str) -> str:
+        """The failed-job notices that came since the user last looked at their inbox."""
+        return f"{self.prefix}inbox:failed:{user}"
+
+    def profile(self, user: str) -> str:
+        """A user's notification settings (notify.profile)."""
+        return f"{self.prefix}profile:{user}"
 
     abort = abort_jobs_ss
 

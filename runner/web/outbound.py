@@ -182,18 +182,38 @@ async def follow(http: httpx.AsyncClient, policy: Policy, url: str, headers: dic
     raise Refused(f"refused: more than {MAX_REDIRECTS} redirects")
 
 
-async def send(http: httpx.AsyncClient, target: Target, headers: dict[str, str]) -> httpx.Response:
+async def send(http: httpx.AsyncClient, target: Target, headers: dict[str, str], method: str = "GET",
+               content: bytes | None = None) -> httpx.Response:
     """The answer from the first of the target's addresses that takes the connection."""
     for address in target.addresses[:-1]:
         with suppress(httpx.ConnectError):
-            return await http.send(request(http, target, address, headers), stream=True)
-    return await http.send(request(http, target, target.addresses[-1], headers), stream=True)
+            return await http.send(request(http, target, address, headers, method, content), stream=True)
+    return await http.send(request(http, target, target.addresses[-1], headers, method, content), stream=True)
 
 
-def request(http: httpx.AsyncClient, target: Target, address: str, headers: dict[str, str]) -> httpx.Request:
+def request(http: httpx.AsyncClient, target: Target, address: str, headers: dict[str, str], method: str = "GET",
+            content: bytes | None = None) -> httpx.Request:
     extensions = {"sni_hostname": target.host} if target.scheme == "https" else {}
-    return http.build_request("GET", target.pinned(address), headers={**headers, "Host": target.host_header},
-                              extensions=extensions)
+    return http.build_request(method, target.pinned(address), headers={**headers, "Host": target.host_header},
+                              content=content, extensions=extensions)
+
+
+async def post(url: str, body: bytes, headers: Mapping[str, str], allow: Iterable[str] = (), *,
+               timeout_s: float = FETCH_TIMEOUT_S) -> int:
+    """POST `body` to `url` under the policy (`allow`: TASKDECK_FETCH_ALLOW's entries), within `timeout_s`:
+    the answer's status. A redirect is not followed (a webhook's receiver answers where it was named).
+    Refused when the policy forbids the URL, Unreachable when no answer came."""
+    policy = Policy.allowing(allow)
+    try:
+        async with asyncio.timeout(timeout_s), httpx.AsyncClient(
+                trust_env=False, timeout=timeout_s, headers={"User-Agent": USER_AGENT}) as http:
+            response = await send(http, await policy.check(url), dict(headers), "POST", body)
+            await response.aclose()
+            return response.status_code
+    except httpx.InvalidURL:
+        raise Refused(NOT_HTTP) from None
+    except (httpx.HTTPError, OSError, TimeoutError):
+        raise Unreachable(f"could not post to {url}") from None
 
 
 async def read(response: httpx.Response, url: str, max_bytes: int) -> bytes:

@@ -27,6 +27,7 @@ from arq.worker import func
 from .. import registry
 from ..client.facade import AsyncClient
 from ..client.schedules import Scheduler
+from ..notify.service import Notifying
 from ..settings import Settings
 from ..storage import durability, sentinel
 from ..storage.store import RECONNECT_ERRORS, Store, connect, reconnecting
@@ -66,6 +67,7 @@ async def start(ctx: dict[str, Any], s: Settings) -> None:
     await Scheduler(state.client).seed(s.schedules)
     await heartbeat.beat(state)
     ctx["taskdeck_archiving"] = await Archiving.start(store, state.id)
+    ctx["taskdeck_notifying"] = await Notifying.start(store, state.id)
     ctx["taskdeck_tasks"] = [asyncio.create_task(heartbeat.run(state)),
                              asyncio.create_task(wake.listen(store.redis, store.keys.wake, wakeup))]
 
@@ -81,6 +83,9 @@ async def shutdown(ctx: dict[str, Any]) -> None:
     archiving: Archiving | None = ctx.pop("taskdeck_archiving", None)
     if archiving is not None:
         await archiving.stop()
+    notifying: Notifying | None = ctx.pop("taskdeck_notifying", None)
+    if notifying is not None:
+        await notifying.stop()
     if state.client is not None:
         await state.client.close()
     await state.store.redis.aclose()

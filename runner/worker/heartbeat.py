@@ -1,5 +1,6 @@
 """A worker's background duties: renew its jobs' leases, say it is alive, recover jobs of dead
-workers, queue again jobs whose ARQ entry was lost, and delete finished jobs past their retention.
+workers, queue again jobs whose ARQ entry was lost, delete finished jobs past their retention, and
+evaluate the alert rules (notify/alerts.py).
 
 The lease is ARQ's own in-progress key, set to `lease_s` when a worker claims a job (claim.py) and
 renewed here every `lease_s / 3`. When a worker dies its keys lapse, the next poll of any worker
@@ -16,6 +17,7 @@ from contextlib import suppress
 
 from ..client.schedules import Scheduler
 from ..models import JobStatus, utcnow
+from ..notify import alerts
 from ..storage import counters, transitions
 from .execution import WorkerState, lost_attempt
 
@@ -35,6 +37,8 @@ async def run(state: WorkerState) -> None:
             if await turn(state, "sweep", state.store.settings.lease_s):
                 await sweep(state)
                 await prune(state)
+            if await alerts.due(state.store, state.id):
+                await alerts.evaluate(state.store)
         except Exception:
             logger.exception("heartbeat failed; trying again in %.1f s", interval)
         await asyncio.sleep(interval)

@@ -108,7 +108,7 @@ if spec.delete then
   for _, s in ipairs(STATUSES) do redis.call('ZREM', K.status(s), id) end
   for _, p in ipairs(PRIORITIES) do redis.call('ZREM', K.pending(p), id) end
   for _, key in ipairs({K.all, K.dead, K.expiry, K.type(jtype), K.user(user)}) do redis.call('ZREM', key, id) end
-  redis.call('DEL', job, K.artifact(id))
+  redis.call('DEL', job, K.artifact(id), K.notify_subscription(id), K.notify_log(id))
   return reply(REPLY.applied)
 end
 
