@@ -7,7 +7,7 @@ import streamlit as st
 
 from runner import AccessDenied
 from runner.policy.access import Principal
-from ui import menu, notify, session
+from ui import bell, menu, notify, session
 from ui.alerts import alert
 from ui.text import md, trusted
 
@@ -62,6 +62,7 @@ page = st.navigation([st.Page(home, title="Taskdeck", default=True, visibility="
 with st.sidebar:
     st.caption("Taskdeck · background AI jobs")
     who(me)
+    bell.bell()
     notify.activity()
 with session.guard():
     session.client().ping()

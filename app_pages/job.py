@@ -1,5 +1,6 @@
 """Job: one job's whole story (`/job?id=ID`): status, steps across attempts, output, payload,
-attempts with errors and tracebacks, audit; cancel and retry. Live while the job runs. A job read from
+attempts with errors and tracebacks, audit, and the delivery log of its notices and callback (for its owner and
+admins, when there is one); cancel and retry. Live while the job runs. A job read from
 the archive (Redis no longer holds it) has an "archived" badge and is read-only: no cancel, no retry,
 but "Retry with edited inputs" submits it again as a new job."""
 from __future__ import annotations
@@ -14,6 +15,7 @@ import streamlit as st
 from runner import Job, JobNotFound, TaskdeckError, registry
 from runner.client.archived import Found
 from runner.models import utcnow
+from runner.notify.outbox import DeliveryAttempt
 from runner.policy.access import Action
 from runner.policy.admission import needs_llm
 from ui import charts
@@ -23,6 +25,7 @@ from ui.tables import elapsed
 from ui.text import Markdown, ago, md, seconds, short, trusted, until
 
 RESULT_SHOWN_CHARS = 50_000
+TABS = ["Steps", "Output", "LLM usage", "Payload", "Attempts", "Audit"]
 STATUS_COLORS: dict[str, BadgeColor] = {"queued": "gray", "processing": "blue", "retrying": "orange",
                                          "completed": "green", "failed": "red", "cancelled": "violet"}
 
@@ -75,8 +78,9 @@ def story() -> None:
             st.rerun()
         now = utcnow()
         overview(job, now, found.archived)
-        steps, output, usage, payload, attempts, audit = st.tabs(["Steps", "Output", "LLM usage", "Payload",
-                                                                   "Attempts", "Audit"])
+        sent = deliveries_of(job)
+        labels: list[Markdown] = [trusted(name) for name in [*TABS, *(["Deliveries"] if sent else [])]]
+        steps, output, usage, payload, attempts, audit, *more = st.tabs(labels)
         with steps:
             show_steps(job, now)
         with output:
@@ -89,6 +93,9 @@ def story() -> None:
             show_attempts(job)
         with audit:
             show_audit(job, found)
+        for deliveries in more:
+            with deliveries:
+                show_deliveries(sent)
 
 
 def overview(job: Job, now: datetime, archived: bool) -> None:
@@ -240,6 +247,26 @@ def show_archived_audit(entries: list[dict[str, Any]]) -> None:
     st.dataframe([{"What": entry.get("action", ""), "Who": entry.get("by", ""),
                    "When": datetime.fromisoformat(entry["at"]) if entry.get("at") else None} for entry in entries],
                  hide_index=True, width="stretch", column_config={"When": when})
+
+
+def deliveries_of(job: Job) -> list[DeliveryAttempt]:
+    """The job's delivery log; none for whoever may not see it (runner answers as for a missing job)."""
+    try:
+        return c.deliveries(job.id)
+    except JobNotFound:
+        return []
+
+
+def show_deliveries(sent: list[DeliveryAttempt]) -> None:
+    st.caption("Every attempt to deliver this job's notices and its callback, oldest first. A failed attempt is "
+               "retried with backoff (TASKDECK_NOTIFY_BACKOFF_S, doubling) for TASKDECK_NOTIFY_RETRY_FOR_S, then "
+               "given up; it never touches the job.")
+    when = st.column_config.DatetimeColumn("When", format="YYYY-MM-DD HH:mm:ss")
+    st.dataframe([{"When": a.at, "Channel": a.channel.value, "To": a.to, "What": a.what, "Attempt": a.attempt,
+                   "Status": a.outcome, "Code or error": a.detail, "Next attempt": a.next_at} for a in sent],
+                 hide_index=True, width="stretch", column_config={
+                     "When": when, "Next attempt": st.column_config.DatetimeColumn("Next attempt",
+                                                                                   format="YYYY-MM-DD HH:mm:ss")})
 
 
 if not job_id:

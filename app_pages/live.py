@@ -1,4 +1,5 @@
-"""Live: active jobs with progress, steps, ETA and queue position, refreshed every second.
+"""Live: active jobs with progress, steps, ETA, named queue and position in it, refreshed every second; below
+them each named queue's load (waiting, running, slots, workers serving it), every two seconds.
 
 Table selections are row positions, so rows keep the order in which this session first saw them
 (oldest first, newcomers appended) and finished jobs stay, marked, until "Clear finished".
@@ -9,9 +10,10 @@ from collections.abc import Collection
 
 import streamlit as st
 
-from runner import Priority
+from runner import Priority, RedisUnavailable
 from runner.models import utcnow
 from runner.policy.access import Action
+from ui.queues import show_loads
 from ui.session import client, guard
 from ui.tables import LIVE_COLUMNS, live_rows, selected
 from ui.text import joined, md, trusted
@@ -87,6 +89,18 @@ def header(depth: dict[Priority, int], workers: int, stalled: int, truncated: bo
             st.caption("Showing the oldest 500 active jobs.")
 
 
+@st.fragment(run_every=2)
+def queues() -> None:
+    """Every named queue's load (all users' jobs: counts only), and a warning for one that nobody serves."""
+    try:
+        loads = client().stats().queues
+    except RedisUnavailable:  # the board above shows the one banner
+        return
+    st.subheader("Queues")
+    show_loads(loads)
+
+
 board()
+queues()
 st.caption(md("A running job is marked stalled when its record has not changed for {:g} s "
               "(TASKDECK_STALLED_AFTER_S).", client().settings.stalled_after_s))

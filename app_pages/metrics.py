@@ -1,5 +1,6 @@
 """Metrics: queue depth, throughput, success rate, durations, waits, errors and submitters over a
-time range, from the metric buckets (per minute for 1h and 24h, per hour for 7d and 30d)."""
+time range, from the metric buckets (per minute for 1h and 24h, per hour for 7d and 30d). Durations and cost are
+split per task type, or per named queue (each type's counters added up into its queue's)."""
 from __future__ import annotations
 
 from collections.abc import Callable
@@ -12,13 +13,18 @@ from plotly.graph_objects import Figure
 from runner.reads import llm_status as status
 from ui import charts
 from ui.alerts import stop_on_refusal
+from ui.queues import by_queue, queue_of
 from ui.session import client
 from ui.text import Markdown, md, percent, seconds, trusted
 
 c = client()
 st.title("Metrics")
-span = st.segmented_control("Time range", ["1h", "24h", "7d", "30d"], default="24h", key="metrics_span",
-                            required=True, persist_state="session") or "24h"
+pick_span, pick_split = st.columns(2)
+span = pick_span.segmented_control("Time range", ["1h", "24h", "7d", "30d"], default="24h", key="metrics_span",
+                                   required=True, persist_state="session") or "24h"
+split = pick_split.segmented_control("Split by", ["type", "queue"], default="type", key="metrics_split",
+                                     required=True, persist_state="session",
+                                     help="Durations and cost per task type, or per named queue") or "type"
 with stop_on_refusal(icon=":material/lock:"):
     window = c.metrics(span)
 
@@ -29,6 +35,8 @@ totals[2].metric("Failed", md("{:,.0f}", window.total("failed")), border=True)
 totals[3].metric("Success rate", percent(window.success_rate()), border=True)
 totals[4].metric("Mean wait", seconds(window.mean_wait_s()), border=True)
 step = "minute" if window.resolution == "1m" else "hour"
+split_window = by_queue(window, queue_of(c.types())) if split == "queue" else window.overall()
+split_label = "Queue" if split == "queue" else "Type"
 
 
 def panel(column: Any, title: Markdown, figure: Callable[[], Figure], empty: bool,
@@ -53,17 +61,18 @@ left, right = st.columns(2)
 rates = window.success_over_time()
 panel(left, trusted(f"Success rate per {step}"), lambda: charts.success_rate(rates, window.span),
       all(r["success_rate"] is None for r in rates))
-durations = window.durations()
-panel(right, trusted("Duration p50 / p95 per type (s)"), lambda: charts.durations(durations), not durations)
+durations = split_window.durations()
+panel(right, trusted(f"Duration p50 / p95 per {split} (s)"), lambda: charts.durations(durations), not durations)
 left, right = st.columns(2)
 waits = window.wait_histogram()
 panel(left, trusted("Wait before the first start"), lambda: charts.wait_histogram(waits),
       not any(r["count"] for r in waits))
 with right.container(border=True):
-    st.markdown("**Duration per type**")
+    st.markdown(trusted(f"**Duration per {split}**"))
     if durations:
-        st.dataframe(pd.DataFrame([{"Type": d.type, "Runs": d.count, "Mean": seconds(d.mean_s), "p50": seconds(d.p50_s),
-                                    "p95": seconds(d.p95_s)} for d in durations]), hide_index=True, width="stretch")
+        st.dataframe(pd.DataFrame([{split_label: d.type, "Runs": d.count, "Mean": seconds(d.mean_s),
+                                    "p50": seconds(d.p50_s), "p95": seconds(d.p95_s)} for d in durations]),
+                     hide_index=True, width="stretch")
     else:
         st.caption("No completed jobs in this range yet.")
 
@@ -100,12 +109,13 @@ if not spent:
     st.caption("No LLM calls in this range.")
 else:
     panel(st, trusted(f"Cost and tokens per {step}"), lambda: charts.llm_cost(usage, window.span), False)
-    overall = window.overall()  # cost_by adds over buckets: one bucket of the range's sums
-    breakdowns: tuple[tuple[status.CostKind, str], ...] = (("type", "Task type"), ("user", "User"), ("model", "Model"))
-    for column, (kind, title) in zip(st.columns(len(breakdowns)), breakdowns, strict=True):
-        with column.container(border=True):
+    # cost_by adds over buckets: one bucket of the range's sums (per queue: its "type" counters are the queues')
+    breakdowns: tuple[tuple[status.CostKind, str], ...] = (
+        ("type", "Queue" if split == "queue" else "Task type"), ("user", "User"), ("model", "Model"))
+    for box, (kind, title) in zip(st.columns(len(breakdowns)), breakdowns, strict=True):
+        with box.container(border=True):
             st.markdown(trusted(f"**Cost by {title.lower()}**"))
-            costs = status.cost_by(overall, kind)
+            costs = status.cost_by(split_window, kind)
             if costs:
                 st.dataframe(pd.DataFrame({title: list(costs), "Cost": list(costs.values())}), hide_index=True,
                              width="stretch", column_config={"Cost": st.column_config.NumberColumn(

@@ -1,5 +1,6 @@
 """Settings (admins only): running-limit overrides per user, org and type beside the configured defaults;
-schedules (add or replace with a form built from the type's schema, pause/resume, run now, delete); and
+schedules (add or replace with a form built from the type's schema, pause/resume, run now, delete); alert
+rules (add, edit, delete: kind, parameters from the kind's model, targets, for, repeat, enabled); and
 the audit log. Every change goes through runner's Client, which checks the role again and audits it."""
 from __future__ import annotations
 
@@ -15,12 +16,16 @@ from pydantic import ValidationError
 from runner import InvalidPayload, Priority, TaskdeckError
 from runner.client.schedules import Schedule
 from runner.models import utcnow
+from runner.notify import rules as rulebook
+from runner.notify.alerts import Alert
+from runner.notify.model import Channel, Target
+from runner.notify.rules import AlertRule
 from runner.policy.access import Action
 from runner.policy.admission import unavailable_reason
 from ui.alerts import alert, message
 from ui.forms import Form, errors_by_field
 from ui.session import client
-from ui.text import Markdown, ago, md, trusted, until
+from ui.text import Markdown, ago, duration, md, trusted, until
 
 KINDS = {"user": "User (email)", "org": "Organisation", "type": "Task type"}
 AUDIT_SIZES = [100, 500, 2000]
@@ -212,6 +217,126 @@ def save(name: str, type_name: str, cron: str, priority: str, paused: bool, payl
     st.rerun()
 
 
+def load_rule(found: AlertRule | None) -> None:
+    """Fill the rule form with `found` (None: a new rule); a button's callback, so before the widgets exist."""
+    for key in [k for k in state if str(k).startswith("rule_params:")]:
+        del state[key]
+    state.rule_loaded = found
+    state.rule_kind = found.kind if found else state.get("rule_kind", rulebook.SUGGESTED[0].kind)
+    state.rule_name = found.name if found else ""
+    state.rule_targets = "\n".join(f"{t.channel.value}:{t.address}" for t in found.targets) if found else ""
+    state.rule_for, state.rule_repeat = (float(found.for_s), float(found.repeat_s)) if found else (0.0, 3600.0)
+    state.rule_enabled = found.enabled if found else True
+    state.rule_param_errors = {}
+
+
+def delete_rule(rule_id: str, name: str) -> None:
+    if attempt(lambda: c.delete_alert_rule(rule_id), md("Alert rule {} deleted", name)):
+        loaded = state.get("rule_loaded")
+        if loaded is not None and loaded.id == rule_id:
+            load_rule(None)
+
+
+def rules_table(found: list[Alert]) -> None:
+    st.dataframe(pd.DataFrame([{
+        "Name": a.rule.name, "Kind": a.rule.kind, "Parameters": json.dumps(a.rule.params),
+        "Targets": ", ".join(f"{t.channel.value}:{t.address}" for t in a.rule.targets) or "none (log only)",
+        "For": duration(a.rule.for_s) if a.rule.for_s else "at once",
+        "Repeat": duration(a.rule.repeat_s) if a.rule.repeat_s else "never",
+        "Enabled": a.rule.enabled, "State": a.status.state, "Id": a.rule.id,
+    } for a in found]), hide_index=True, width="stretch", key="rules_table")
+    names = {a.rule.id: a.rule.name for a in found}
+    pick, edit, delete = st.columns([4, 1.5, 1.5], vertical_alignment="bottom")
+    rule_id = pick.selectbox("Alert rule", list(names), key="rule_pick", format_func=lambda i: f"{names[i]} ({i})")
+    chosen = next(a.rule for a in found if a.rule.id == rule_id)
+    edit.button("Edit rule", icon=":material/edit:", key="rule_edit", on_click=load_rule, args=(chosen,))
+    with delete.popover("Delete rule", icon=":material/delete:"):
+        st.write(md("Delete alert rule {}? Its state goes with it; a firing one sends no resolution.", chosen.name))
+        st.button("Delete alert rule", type="primary", key="rule_delete", on_click=delete_rule,
+                  args=(chosen.id, chosen.name))
+
+
+def alert_rules() -> None:
+    if (saved := state.pop("rule_saved", None)) is not None:
+        load_rule(saved)  # the form edits the rule just saved, so saving again replaces it
+    found = c.alerts()
+    st.caption("One worker evaluates every rule every TASKDECK_ALERT_INTERVAL_S: ok → pending → firing → resolved; "
+               "one incident is one firing message and one resolution. Their state shows on the Workers page.")
+    if found:
+        rules_table(found)
+    else:
+        st.caption("No alert rules yet: nothing is watched. Add one below, or start from a suggestion.")
+    loaded: AlertRule | None = state.get("rule_loaded")
+    head, new = st.columns([8, 2], vertical_alignment="center")
+    head.markdown(md("**Rule {}** (id {}: saving replaces it)", loaded.name, loaded.id) if loaded
+                  else trusted("**New rule**"))
+    new.button("New rule", icon=":material/add:", key="rule_new", on_click=load_rule, args=(None,))
+    starts = st.columns([3, 3, 4], vertical_alignment="center")
+    for column, suggestion in zip(starts, rulebook.SUGGESTED, strict=False):
+        column.button(trusted(f"Suggested: {suggestion.name}"), key=f"rule_suggest:{suggestion.id}",
+                      on_click=load_rule, args=(suggestion,), help="Fill the form with it; nothing is saved until "
+                      "you save it")
+    rule_form(loaded)
+
+
+def rule_form(loaded: AlertRule | None) -> None:
+    kinds = list(rulebook.PARAMS)
+    state.setdefault("rule_kind", kinds[0])
+    kind = st.selectbox("Kind", kinds, key="rule_kind", format_func=lambda k: k.replace("_", " "))
+    for name, value in (("rule_name", ""), ("rule_targets", ""), ("rule_for", 0.0), ("rule_repeat", 3600.0),
+                        ("rule_enabled", True)):
+        state.setdefault(name, value)
+    with st.form("rule_form", border=True):
+        name = st.text_input("Name", key="rule_name", max_chars=200, help="Shown in every message; empty: the kind")
+        schema = rulebook.PARAMS[kind].model_json_schema()
+        st.markdown("**Parameters**")
+        if not schema.get("properties"):
+            st.caption("This kind has no parameters.")
+        form = Form(schema, f"rule_params:{kind}", state.get("rule_param_errors", {}),
+                    loaded.params if loaded and loaded.kind == kind else None)
+        params = form.render()
+        targets = st.text_area("Targets — one per line", key="rule_targets", height=100,
+                               help="CHANNEL:ADDRESS, CHANNEL one of inbox, email, slack, webhook: e.g. "
+                               "inbox:ops@acme.io, email:ops@acme.io, slack:https://hooks.slack.com/services/... "
+                               "Webhook and Slack URLs must pass the outbound policy (TASKDECK_FETCH_ALLOW).")
+        left, middle, right = st.columns([2, 2, 2], vertical_alignment="bottom")
+        for_s = left.number_input("For (s)", min_value=0.0, step=60.0, key="rule_for", format="%g",
+                                  help="How long the condition must hold before it fires; 0: at once")
+        repeat_s = middle.number_input("Repeat (s)", min_value=0.0, step=600.0, key="rule_repeat", format="%g",
+                                       help="While firing, say it again after this long; 0: never")
+        enabled = right.checkbox("Enabled", key="rule_enabled", help="A disabled rule that was firing resolves")
+        sent = st.form_submit_button("Save rule", type="primary", icon=":material/save:")
+    if sent:
+        save_rule(loaded, kind, name, params, targets, float(for_s or 0), float(repeat_s or 0), enabled, form)
+
+
+def kept_secret(target: Target, loaded: AlertRule | None) -> Target:
+    """A webhook target as it was: its signing secret is not shown in the form, so an unchanged line keeps it."""
+    if loaded is None or target.channel is not Channel.webhook:
+        return target
+    same = [t for t in loaded.targets if t.channel is target.channel and t.address == target.address.strip()]
+    return target.model_copy(update={"secret": same[0].secret}) if same else target
+
+
+def save_rule(loaded: AlertRule | None, kind: str, name: str, params: dict[str, Any], targets: str, for_s: float,
+              repeat_s: float, enabled: bool, form: Form) -> None:
+    state.rule_param_errors = {}
+    if form.invalid:
+        state.rule_param_errors = form.invalid
+        st.rerun()
+    try:
+        parsed = [kept_secret(rulebook.parse_target(line), loaded) for line in targets.splitlines() if line.strip()]
+        fields: dict[str, Any] = {"name": name, "targets": parsed, "for_s": for_s, "repeat_s": repeat_s,
+                                  "enabled": enabled, **({"id": loaded.id} if loaded else {})}
+        saved = c.set_alert_rule(rulebook.rule(kind, params, **fields))
+    except TaskdeckError as e:
+        alert(e)
+        return
+    state.rule_saved = saved
+    flash(md("Alert rule {} saved", saved.name))
+    st.rerun()
+
+
 def audit() -> None:
     size = st.selectbox("Entries", AUDIT_SIZES, key="audit_size", help="Newest first")
     rows = c.audit(size)
@@ -226,10 +351,12 @@ def audit() -> None:
         "When": st.column_config.DatetimeColumn("When", format="YYYY-MM-DD HH:mm:ss")})
 
 
-limit_tab, schedule_tab, audit_tab = st.tabs(["Running limits", "Schedules", "Audit log"])
+limit_tab, schedule_tab, rules_tab, audit_tab = st.tabs(["Running limits", "Schedules", "Alert rules", "Audit log"])
 with limit_tab:
     limits()
 with schedule_tab:
     schedules()
+with rules_tab:
+    alert_rules()
 with audit_tab:
     audit()

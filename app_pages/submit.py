@@ -1,16 +1,43 @@
 """Submit: pick a task type; its form is built from the payload model's JSON schema (ui/forms.py).
-`?from=ID` opens it filled in with that job's inputs ("retry with edited inputs")."""
+`?from=ID` opens it filled in with that job's inputs ("retry with edited inputs"). "Notify me" says which ends
+of the job to be told of and how (defaults: the Profile's), and an optional callback URL gets the final record."""
 from __future__ import annotations
+
+from typing import get_args
 
 import streamlit as st
 
 from runner import InvalidPayload, JobNotFound, Priority, TaskdeckError
+from runner.notify.profile import JobEnd, Profile, Via
 from runner.policy.access import Action
 from runner.policy.admission import unavailable_reason
 from ui.alerts import alert
 from ui.forms import Form, errors_by_field
 from ui.session import client
 from ui.text import job_link, md, short, trusted
+
+NOTICE_FIELDS = ("notify", "callback_url")  # InvalidPayload about these is not about the payload
+
+
+def notify_options(profile: Profile) -> tuple[list[JobEnd], list[Via], str]:
+    """The "Notify me" part of the form, filled with the profile's defaults."""
+    with st.expander("Notify me", icon=":material/notifications:"):
+        events: list[JobEnd] = st.multiselect("When the job", list(get_args(JobEnd)), key="notify_events",
+                                              help="Your Profile's defaults to start with; empty: no notice")
+        via: list[Via] = st.multiselect("Through", list(get_args(Via)), key="notify_via",
+                                        help="email: to your Profile's address; webhook: your Profile's webhook URL")
+        callback = st.text_input("Callback URL (optional)", key="callback_url",
+                                 placeholder="https://service.example.com/taskdeck-callback",
+                                 help="When the job ends, its final record is POSTed here, signed with your webhook "
+                                 "secret (Standard Webhooks, see your Profile); retried for a day")
+    return events, via, callback
+
+
+def notify_choice(profile: Profile, events: list[JobEnd], via: list[Via]) -> dict[str, list[str]] | None:
+    """What to pass as `notify`: None while it is the profile's defaults, so the profile decides when the job ends."""
+    if (sorted(events), sorted(via)) == (sorted(profile.events), sorted(profile.via)):
+        return None
+    return {"events": list(events), "via": list(via)}
 
 c = client()
 state = st.session_state
@@ -47,12 +74,16 @@ if reason:
     st.warning(trusted(reason), icon=":material/block:")
 
 errors = state.get("submit_errors", {}).get(name, {})
+profile = c.profile()
+state.setdefault("notify_events", list(profile.events))
+state.setdefault("notify_via", list(profile.via))
 with st.form(f"submit:{name}", border=True):
     initial = source.payload if source and source.type == name else None
     form = Form(task_type.schema(), f"payload:{name}", errors, initial)
     payload = form.render()
     state.setdefault(f"priority:{name}", task_type.priority.value)
     priority = st.selectbox("Priority", [p.value for p in Priority], key=f"priority:{name}")
+    events, via, callback = notify_options(profile)
     sent = st.form_submit_button("Submit job", type="primary", icon=":material/send:", disabled=reason is not None)
 
 if sent:
@@ -61,10 +92,14 @@ if sent:
         state["submit_errors"][name] = form.invalid
         st.rerun()
     try:
-        job = c.submit(name, payload, priority=priority)
+        job = c.submit(name, payload, priority=priority, notify=notify_choice(profile, events, via),
+                       callback_url=callback.strip() or None)
     except InvalidPayload as e:
-        state["submit_errors"][name] = errors_by_field(e.errors) or {"": [str(e)]}
-        st.rerun()
+        if str(e).startswith(NOTICE_FIELDS):
+            alert(e)
+        else:
+            state["submit_errors"][name] = errors_by_field(e.errors) or {"": [str(e)]}
+            st.rerun()
     except TaskdeckError as e:
         alert(e)
     else:

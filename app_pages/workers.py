@@ -1,7 +1,8 @@
-"""Workers: every worker seen in the last day, alive or dead, with its counters; the archive the workers feed,
-with its backlog; the LLM endpoint and its circuit breakers; the scrape/RSS sources; and the schedules the workers
-submit. Admins reset breakers, re-enable sources and run or pause schedules here (everything else about schedules:
-Settings)."""
+"""Workers: every worker seen in the last day, alive or dead, with its counters and the queues it serves; each
+named queue's load; the archive the workers feed, with its backlog; the LLM endpoint and its circuit breakers;
+the scrape/RSS sources; the outbox of notices and callbacks the workers send (and, for admins, the alert rules'
+state); and the schedules the workers submit. Admins reset breakers, re-enable sources and run or pause schedules
+here (everything else about schedules: Settings)."""
 from __future__ import annotations
 
 from collections.abc import Callable
@@ -13,6 +14,7 @@ from runner import RedisUnavailable, TaskdeckError
 from runner.models import utcnow
 from runner.policy.access import Action
 from ui import alerts
+from ui.queues import served, show_loads
 from ui.session import client, guard
 from ui.text import Markdown, ago, joined, md, trusted, until
 
@@ -64,11 +66,13 @@ def roster() -> None:
         frame = pd.DataFrame([{
             "Status": "alive" if w.alive else "dead", "Worker": w.id, "Host": w.host, "PID": w.pid,
             "Started": w.started_at, "Last heartbeat": ago(w.last_heartbeat, now), "Running": w.running,
-            "Done": w.done, "Failed": w.failed,
+            "Done": w.done, "Failed": w.failed, "Queues": served(w),
         } for w in sorted(workers, key=lambda w: (not w.alive, w.id))])
         st.dataframe(frame, hide_index=True, width="stretch", column_config={
             "Started": st.column_config.DatetimeColumn("Started", format="YYYY-MM-DD HH:mm:ss"),
-            "PID": st.column_config.NumberColumn("PID", format="%d")})
+            "PID": st.column_config.NumberColumn("PID", format="%d"),
+            "Queues": st.column_config.TextColumn("Queues", width="large", help=(
+                "Each queue the worker serves: jobs it runs from it / its slots (TASKDECK_QUEUES)"))})
 
 
 def archive() -> None:
@@ -183,6 +187,47 @@ def sources() -> None:
                           args=(lambda u=url: c.enable_source(u), md("{} re-enabled for every owner", url)))
 
 
+def notifications() -> None:
+    """The outbox's health (no addresses: every role sees it) and, for admins, each alert rule's state."""
+    st.subheader("Notifications")
+    health = c.delivery_health()
+    cols = st.columns(4)
+    cols[0].metric("Waiting", md("{:,}", health.queued), border=True,
+                   help="Deliveries (email, webhooks, Slack, callbacks) waiting to be sent or retried.")
+    cols[1].metric("Failing", md("{:,}", health.failing), border=True,
+                   help="Deliveries whose last attempt failed, waiting for their retry (backoff, for a day).")
+    cols[2].metric("Given up", md("{:,}", health.given_up), border=True,
+                   help="Deliveries given up since the outbox began: refused for good, or failing for a day.")
+    cols[3].metric("Last failure", ago(health.last_error_at, utcnow()), border=True)
+    if health.last_error:
+        st.caption("Last delivery error (a job's owner sees each attempt in its Job page's Deliveries tab)")
+        st.code(health.last_error, language=None, wrap_lines=True)
+    else:
+        st.caption("No delivery has failed. A failing mail server or receiver never touches a job.")
+    if admin:
+        alert_states()
+
+
+def alert_states() -> None:
+    found = c.alerts()
+    st.markdown("**Alert rules** (added and changed on the Settings page)")
+    if not found:
+        st.caption("No alert rules: nothing is watched. Add some on the Settings page.")
+        return
+    now = utcnow()
+    for each in found:
+        if each.status.state == "firing":
+            st.error(md("{} is firing since {}: {}", each.rule.name, ago(each.status.since, now), each.status.detail),
+                     icon=":material/notifications_active:")
+    st.dataframe(pd.DataFrame([{
+        "Rule": a.rule.name, "Kind": a.rule.kind, "Enabled": a.rule.enabled, "State": a.status.state,
+        "Since": a.status.since, "What it saw": a.status.detail, "Incidents": a.status.incidents,
+        "Last fired": a.status.fired_at, "Resolved": a.status.resolved_at, "Checked": a.status.checked_at,
+    } for a in found]), hide_index=True, width="stretch", column_config={
+        name: st.column_config.DatetimeColumn(name, format="YYYY-MM-DD HH:mm:ss")
+        for name in ("Since", "Last fired", "Resolved", "Checked")})
+
+
 def schedules() -> None:
     st.subheader("Schedules")
     found = c.schedules()
@@ -208,9 +253,22 @@ def schedules() -> None:
     } for s in found]), hide_index=True, width="stretch")
 
 
+@st.fragment(run_every=2)
+def queue_loads() -> None:
+    """Each named queue's waiting and running jobs and the slots live workers give it."""
+    try:
+        loads = c.stats().queues
+    except RedisUnavailable:  # the roster above shows the one banner
+        return
+    st.subheader("Queues")
+    show_loads(loads)
+
+
 roster()
+queue_loads()
 with guard():
     archive()
     llm()
     sources()
+    notifications()
     schedules()

@@ -1,7 +1,7 @@
 """No-op throughput: N jobs pre-enqueued, then ONE worker process drains them.
 
     .venv/bin/python bench/throughput.py [--n 5000] [--max-jobs M] [--poll-delay S] [--rounds 3] [--quick]
-                                         [--archive]
+                                         [--archive] [--queues]
 
 Systems, alternating rounds on one private Redis (flushed between runs):
   taskdeck     `arq runner.worker.WorkerSettings`, BENCH_NOOP; max_jobs/poll_delay = Taskdeck's defaults
@@ -9,6 +9,9 @@ Systems, alternating rounds on one private Redis (flushed between runs):
   arq-same     bench/bare_arq.py `noop`, the SAME max_jobs and poll_delay      (target: taskdeck ≥ 0.9×)
   arq-default  bare ARQ at its defaults, max_jobs 10, poll_delay 0.5 s         (target: taskdeck ≥ 5×)
 (when Taskdeck's settings equal ARQ's defaults the last two are one system, "arq-same=default").
+`taskdeck` serves one queue (TASKDECK_QUEUES="default=<max_jobs>"). With --queues, also:
+  taskdeck+3queues  the same worker serving `default`, `generation` and `scraping` (the jobs are all in
+                    `default`; a poll claims from three queues)          (target: jobs/s ≥ 0.9× taskdeck's)
 With --archive, also (every other system runs with TASKDECK_ARCHIVE=false):
   taskdeck+archive  the same worker feeding the archive: SQLite in a temporary folder, or Postgres when
                     TASKDECK_ARCHIVE_URL is set              (target: jobs/s ≥ 0.95× taskdeck's)
@@ -61,6 +64,7 @@ from _harness import (
     submit_many,
     table,
     taskdeck_finished,
+    taskdeck_settings,
     wait_archived,
     wait_queue_empty,
     worker,
@@ -128,6 +132,8 @@ def main() -> None:
     parser.add_argument("--max-jobs", type=int, help="both sides (default: Taskdeck's setting)")
     parser.add_argument("--poll-delay", type=float, help="both sides, seconds (default: Taskdeck's setting)")
     parser.add_argument("--timeout", type=float, default=600)
+    parser.add_argument("--queues", action="store_true",
+                        help="also run taskdeck+3queues, the worker serving three named queues, against one")
     parser.add_argument("--archive", action="store_true",
                         help="also run taskdeck+archive, the worker feeding the archive, to measure its cost")
     common_args(parser)
@@ -135,7 +141,13 @@ def main() -> None:
     if args.quick:
         args.n, args.rounds = min(args.n, 500), min(args.rounds, 1)
     bench_env()
-    systems = comparison(args.max_jobs, args.poll_delay)
+    single = {"TASKDECK_QUEUES": f"default={args.max_jobs or taskdeck_settings().max_jobs}"}
+    systems = comparison(args.max_jobs, args.poll_delay, taskdeck_extra=single)
+    if args.queues:  # the same worker also serving two more (empty) queues: what a poll of three costs
+        base = systems[0]
+        served = {"TASKDECK_QUEUES": f"{single['TASKDECK_QUEUES']},generation=10,scraping=30"}
+        systems.insert(1, System("taskdeck+3queues", "taskdeck", base.max_jobs, base.poll_delay,
+                                 tuple(sorted(served.items()))))
     archive_dir = tempfile.TemporaryDirectory(prefix="taskdeck-bench-archive-") if args.archive else nullcontext()
     with private_redis() as url, log_dir(args.keep_logs) as logs, archive_dir as data:
         if data:
@@ -163,6 +175,9 @@ def main() -> None:
     ratio(results, "cpu_us", "taskdeck", same, label="worker CPU µs/job")
     ratio(results, "cmds", "taskdeck", same, label="Redis cmds/job")
     ratio(results, "redis_us", "taskdeck", same, label="Redis CPU µs/job")
+    if args.queues:
+        ratio(results, "jobs_s", "taskdeck+3queues", "taskdeck", "≥ 0.9", lambda x: x >= 0.9, "jobs/s")
+        ratio(results, "redis_us", "taskdeck+3queues", "taskdeck", label="Redis CPU µs/job")
     if args.archive:
         ratio(results, "jobs_s", "taskdeck+archive", "taskdeck", "≥ 0.95", lambda x: x >= 0.95, "jobs/s")
         ratio(results, "cpu_us", "taskdeck+archive", "taskdeck", label="worker CPU µs/job")

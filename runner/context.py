@@ -1,19 +1,64 @@
-"""What a task function sees of its job: progress, steps, cancellation and partial output."""
+"""What a task function sees of its job: progress, steps, checkpoints, cancellation and partial output."""
 from __future__ import annotations
 
 import asyncio
+import inspect
 import os
 import signal
 import time
 from collections.abc import AsyncIterator, Awaitable, Callable
 from contextlib import asynccontextmanager, suppress
+from contextvars import ContextVar
 from datetime import datetime, timedelta
-from typing import Any
+from typing import Any, Protocol, TypeVar, overload
 
-from .models import Step, StepStatus, utcnow
+import orjson
+from pydantic import BaseModel, Field, TypeAdapter, ValidationError
+from pydantic_core import PydanticSerializationError, to_json
+
+from .models import SpendCap, Step, StepStatus, utcnow
 from .process import die_with_parent
 
 Flush = Callable[[dict[str, Any]], Awaitable[object]]  # writes the fields; what it returns is not used
+T = TypeVar("T")
+Work = Callable[[], Any] | Awaitable[Any]  # what ctx.run runs: a callable (sync or async), or an awaitable
+
+# The TaskContext of the job whose task function is running, for code that has no `ctx` in hand (the LLM
+# client records each call's usage against it and checks its spend caps). Set by the worker per attempt.
+current: ContextVar[TaskContext | None] = ContextVar("taskdeck_task", default=None)
+# The name of the checkpoint being computed (ctx.run), per asyncio task: the LLM call log names it.
+in_checkpoint: ContextVar[str | None] = ContextVar("taskdeck_checkpoint", default=None)
+
+
+class Checkpoint(BaseModel):
+    """One completed step's stored output: its place among the job's checkpoints (`seq`, from 0), the step
+    it ran in, when, and its value as JSON."""
+
+    seq: int
+    step: str | None = None
+    at: datetime = Field(default_factory=utcnow)
+    value: Any = None
+
+
+class CheckpointStore(Protocol):
+    """Where a job's checkpoints live (the worker's: a Redis hash per job, storage/checkpoints.py)."""
+
+    async def load(self) -> dict[str, str]: ...  # name -> Checkpoint JSON
+
+    async def save(self, name: str, raw: str) -> None: ...
+
+
+class MemoryCheckpoints:
+    """Checkpoints that last as long as the context: for running a task function outside a worker."""
+
+    def __init__(self) -> None:
+        self.saved: dict[str, str] = {}
+
+    async def load(self) -> dict[str, str]:
+        return dict(self.saved)
+
+    async def save(self, name: str, raw: str) -> None:
+        self.saved[name] = raw
 
 
 class TaskContext:
@@ -35,9 +80,18 @@ class TaskContext:
         expected_s: float | None = None,
         user_id: str = "",
         org_id: str = "",
+        task_type: str = "",
+        checkpoints: CheckpointStore | None = None,
+        caps: SpendCap | None = None,
     ) -> None:
         self.job_id = job_id
         self.user_id, self.org_id = user_id, org_id  # whose job this is: sources live in their namespace
+        self.task_type = task_type
+        self.caps = caps or SpendCap()  # the job's LLM spend caps, checked by the LLM client (llm/spend.py)
+        self.reused: list[str] = []  # checkpoints this attempt returned from storage instead of running
+        self._checkpoints = checkpoints or MemoryCheckpoints()
+        self._stored: dict[str, str] | None = None  # loaded at the first ctx.run
+        self._next_seq = 0
         self.attempt = attempt
         self.steps = [Step(name=name) for name in steps]
         self.progress_value = 0.0
@@ -85,6 +139,53 @@ class TaskContext:
         self._step_index = None
         self.progress_value = max(self.progress_value, (self.steps.index(current) + 1) / len(self.steps) * 100)
         await self._changed()
+
+    @overload
+    async def run(self, name: str, work: Work, *, model: type[T]) -> T: ...
+
+    @overload
+    async def run(self, name: str, work: Work) -> Any: ...
+
+    async def run(self, name: str, work: Work, *, model: Any = None) -> Any:
+        """A checkpointed step: the stored value when checkpoint `name` of this job completed before (in an
+        earlier attempt, or in the job a rerun copied it from), else `work`'s result, stored before it is
+        returned. A retry, a worker lost mid-job or a deploy's hand-back thus resumes after the last completed
+        checkpoint; names made in a loop (f"week {n}") are checkpoints of their own.
+
+        `work` is a callable (sync or async; called only when needed) or an awaitable (closed unrun when the
+        value is stored). The value is kept as JSON, and what this returns is always that JSON read back:
+        validated as `model` (a pydantic model, or any type pydantic knows: `list[Week]`) when given, else
+        plain JSON (dict, list, str, number, bool, None). So the first run and a resume return the same
+        thing; a stored value that no longer fits `model` (the model changed) is computed again. A name that
+        is one of the type's declared steps, used outside `ctx.step`, is reported as that step."""
+        if not name or len(name) > 200:
+            raise ValueError(f"a checkpoint's name is 1 to 200 characters; got {name!r}")
+        adapter: TypeAdapter[Any] = TypeAdapter(model if model is not None else Any)
+        stored = await self._loaded()
+        if name in stored:
+            try:
+                value = adapter.validate_python(Checkpoint.model_validate_json(stored[name]).value)
+            except ValidationError:
+                pass  # made by an older version of the task: compute it again
+            else:
+                if inspect.iscoroutine(work):
+                    work.close()
+                self.reused.append(name)
+                if self._step_index is None and name in self.step_names():
+                    await self._reused_step(name)
+                return value
+        if self._step_index is None and name in self.step_names():
+            async with self.step(name):
+                return await self._compute(name, work, adapter)
+        return await self._compute(name, work, adapter)
+
+    async def checkpointed(self) -> list[str]:
+        """The names of this job's stored checkpoints, in the order they were made."""
+        stored = await self._loaded()
+        return sorted(stored, key=lambda name: Checkpoint.model_validate_json(stored[name]).seq)
+
+    def step_names(self) -> list[str]:
+        return [s.name for s in self.steps]
 
     async def cancel_requested(self) -> bool:
         """True once someone asked to cancel this job (the task is also interrupted at its next await)."""
@@ -148,6 +249,40 @@ class TaskContext:
         if self._timer:
             self._timer.cancel()
             self._timer = None
+
+    async def _loaded(self) -> dict[str, str]:
+        if self._stored is None:
+            self._stored = await self._checkpoints.load()
+            seqs = [Checkpoint.model_validate_json(raw).seq for raw in self._stored.values()]
+            self._next_seq = max(seqs, default=-1) + 1
+        return self._stored
+
+    async def _compute(self, name: str, work: Work, adapter: TypeAdapter[Any]) -> Any:
+        mark = in_checkpoint.set(name)
+        try:
+            result = work() if callable(work) else work
+            if inspect.isawaitable(result):
+                result = await result
+        finally:
+            in_checkpoint.reset(mark)
+        try:
+            value = orjson.loads(to_json(result))
+        except PydanticSerializationError as e:
+            raise TypeError(f"checkpoint {name!r}: its value cannot be stored as JSON ({e})") from None
+        checkpoint = Checkpoint(seq=self._next_seq, step=self.current_step, value=value)
+        self._next_seq += 1  # before the write: steps run side by side (gather) each take their own
+        raw = checkpoint.model_dump_json()
+        await self._checkpoints.save(name, raw)
+        if self._stored is not None:
+            self._stored[name] = raw
+        return adapter.validate_python(value)
+
+    async def _reused_step(self, name: str) -> None:
+        """A declared step whose checkpoint was stored: completed without running."""
+        current = self.steps[self.step_names().index(name)]
+        current.status, current.progress, current.finished_at = StepStatus.completed, 100.0, utcnow()
+        self.progress_value = max(self.progress_value, (self.steps.index(current) + 1) / len(self.steps) * 100)
+        await self._changed()
 
     def _enter(self, name: str) -> Step:
         names = [s.name for s in self.steps]

@@ -48,6 +48,17 @@ class Step(BaseModel):
     error: str | None = None
 
 
+class SpendCap(BaseModel):
+    """The most LLM spend allowed: tokens (in + out) and/or USD; None is no cap."""
+
+    max_tokens: int | None = Field(None, ge=1, description="Tokens, input and output together.")
+    max_cost_usd: float | None = Field(None, gt=0, allow_inf_nan=False, description="USD, from Settings.llm_prices.")
+
+    @property
+    def capped(self) -> bool:
+        return self.max_tokens is not None or self.max_cost_usd is not None
+
+
 class Attempt(BaseModel):
     """One run of a job, kept for the detail page: how it ended and why."""
 
@@ -94,12 +105,29 @@ class Job(BaseModel):
     tokens_in: int = Field(0, description="LLM input tokens over all attempts, as the endpoint reported them.")
     tokens_out: int = Field(0, description="LLM output tokens over all attempts.")
     cost_usd: float = Field(0.0, description="Their price from Settings.llm_prices.")
+    max_tokens: int | None = Field(None, description="Cap on tokens_in + tokens_out over all attempts: past it the "
+                                   "job fails with \"budget exceeded\" (a retry with a higher cap resumes it).")
+    max_cost_usd: float | None = Field(None, description="Cap on cost_usd over all attempts, likewise.")
+    rerun_of: str | None = Field(None, description="The job this one reruns (a retry from a step, or with an "
+                                 "edited payload, makes a new job).")
+    reused_steps: list[str] = Field(default_factory=list, description="The checkpoints copied from rerun_of, in "
+                                    "the order they were made: those steps were not run again.")
+    queue: str = Field("default", description="The named queue its type belongs to (whose workers' slots it takes).")
     attempt_log: list[Attempt] = Field(default_factory=list, description="Read by get() only, not by list().")
     partial: str | None = Field(None, description="Partial output saved while running; read by get() only.")
 
 
 DETAIL_FIELDS = frozenset({"attempt_log", "partial"})
 LIST_FIELDS = tuple(name for name in Job.model_fields if name not in DETAIL_FIELDS)
+
+
+class QueueLoad(BaseModel):
+    """One named queue now: what waits in it, and the slots live workers give it."""
+
+    waiting: int = Field(description="Jobs due to run (queued, or retrying and due), not yet claimed.")
+    running: int = Field(description="Jobs live workers hold from it.")
+    capacity: int = Field(description="Slots live workers give it; 0: no worker serves it.")
+    workers: int = Field(description="Live workers serving it.")
 
 
 class Stats(BaseModel):
@@ -110,6 +138,7 @@ class Stats(BaseModel):
     workers_alive: int
     dead_letter: int
     lost_1h: int = Field(0, description="Attempts lost with their worker in the last hour: each one a re-run.")
+    queues: dict[str, QueueLoad] = Field(default_factory=dict, description="Each named queue's load.")
 
 
 class WorkerInfo(BaseModel):
@@ -122,6 +151,8 @@ class WorkerInfo(BaseModel):
     running: int = 0
     done: int = 0
     failed: int = 0
+    queues: dict[str, tuple[int, int]] = Field(default_factory=dict, description="Each queue it serves: "
+                                               "(jobs it runs from it, its slots).")
 
 
 def utcnow() -> datetime:

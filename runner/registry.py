@@ -9,8 +9,9 @@ from typing import TYPE_CHECKING, Any
 
 from pydantic import BaseModel
 
+from . import queues
 from .errors import UnknownTaskType
-from .models import Priority
+from .models import Priority, SpendCap
 
 if TYPE_CHECKING:
     from .context import TaskContext
@@ -26,10 +27,17 @@ class Backoff:
     factor: float = 2.0
     cap_s: float = 300.0
     jitter: float = 0.1
+    delays_s: tuple[float, ...] = ()  # a fixed schedule instead (its last delay repeats): (60, 300, 900)
 
     def delay(self, attempt: int) -> float:
-        raw = min(self.cap_s, self.base_s * self.factor ** max(attempt - 1, 0))
+        if self.delays_s:
+            raw = self.delays_s[min(max(attempt, 1), len(self.delays_s)) - 1]
+        else:
+            raw = min(self.cap_s, self.base_s * self.factor ** max(attempt - 1, 0))
         return raw * (1 + random.uniform(0, self.jitter))
+
+
+QUEUE_BACKOFF = {"sync": Backoff(delays_s=(60.0, 300.0, 900.0))}  # network-bound platform work: 1, 5, 15 min
 
 
 @dataclass(frozen=True)
@@ -44,6 +52,9 @@ class TaskType:
     priority: Priority = Priority.normal
     description: str = ""
     requires: tuple[str, ...] = ()  # Settings fields that must be set for this type to run (admission.py)
+    max_tokens: int | None = None  # its jobs' default LLM spend caps (a submit may name others)
+    max_cost_usd: float | None = None
+    queue: str = queues.DEFAULT
 
     def schema(self) -> dict[str, Any]:
         return self.payload.model_json_schema()
@@ -63,8 +74,14 @@ def task(
     priority: Priority | str = Priority.normal,
     description: str = "",
     requires: Iterable[str] = (),
+    queue: str = queues.DEFAULT,
+    max_tokens: int | None = None,
+    max_cost_usd: float | None = None,
 ) -> Callable[[TaskFunction], TaskFunction]:
-    """Register the decorated `async def fn(ctx, payload)` as task type `name`."""
+    """Register the decorated `async def fn(ctx, payload)` as task type `name`, in queue `queue` (its backoff
+    defaults to the queue's: 1, 5 and 15 minutes for `sync`)."""
+    if not queues.NAME.match(queue):
+        raise ValueError(f"task type {name}: queue {queue!r} is not a lowercase name")
 
     def register(function: TaskFunction) -> TaskFunction:
         doc = (function.__doc__ or "").strip().splitlines()
@@ -75,10 +92,12 @@ def task(
             steps=tuple(steps),
             timeout_s=timeout_s,
             max_attempts=max_attempts,
-            backoff=backoff or Backoff(),
+            backoff=backoff or QUEUE_BACKOFF.get(queue, Backoff()),
             priority=Priority(priority),
             description=description or (doc[0] if doc else ""),
             requires=tuple(requires),
+            queue=queue,
+            **SpendCap(max_tokens=max_tokens, max_cost_usd=max_cost_usd).model_dump(),  # checked at import
         )
         return function
 
@@ -101,3 +120,8 @@ def get(name: str) -> TaskType:
 
 def all_types() -> list[TaskType]:
     return sorted(_registry.values(), key=lambda t: t.name)
+
+
+def queue_names() -> set[str]:
+    """The queues the registered types name, and `default`."""
+    return {queues.DEFAULT, *(t.queue for t in _registry.values())}

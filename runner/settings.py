@@ -7,6 +7,8 @@ from typing import Any, Literal
 from pydantic import AliasChoices, Field
 from pydantic_settings import BaseSettings, SettingsConfigDict
 
+from .models import SpendCap
+
 
 class Settings(BaseSettings):
     # validate_by_name: Settings(redis_url=...) as the settings sources accept it anyway, and so says to mypy
@@ -24,7 +26,9 @@ class Settings(BaseSettings):
     queue_name: str = Field("arq:queue", description="ARQ queue the workers read.")
     task_modules: list[str] = Field(["runner.tasks"], description="Modules whose import registers task types.")
 
-    max_jobs: int = Field(10, ge=1, description="Jobs one worker process runs at once.")
+    max_jobs: int = Field(10, ge=1, description="Jobs of the `default` queue one worker process runs at once.")
+    queues: str = Field("", description='Queues a worker serves, each with its slots: "generation=10,scraping=30". '
+                        "Unset: every queue, at 10 generation / 30 scraping / 60 sync / TASKDECK_MAX_JOBS default.")
     max_running_per_user: int | None = Field(None, ge=0, description="Running jobs per submitter; unset: no limit.")
     max_running_per_org: int | None = Field(50, ge=0, description="Running jobs per organisation.")
     max_running_global: int | None = Field(None, ge=0, description="Running jobs in total.")
@@ -135,6 +139,16 @@ class Settings(BaseSettings):
     llm_breaker_cooldown_s: float = Field(30.0, gt=0, description="How long an open breaker fails calls fast.")
     llm_user_tokens_per_hour: int = Field(0, ge=0, description="LLM tokens one user may use per clock hour, "
                                           "checked at submit; 0: no quota.")
+    user_spend_caps: dict[str, dict[Literal["day", "month"], SpendCap]] = Field(
+        default_factory=dict,
+        description='LLM spend per user per UTC day and month, by email or pattern (the first match wins), as JSON: '
+                    '{"*": {"day": {"max_cost_usd": 5}, "month": {"max_tokens": 2000000}}}. A spent cap refuses '
+                    "the user's next submit and stops their running jobs at their next LLM call.",
+    )
+    org_spend_caps: dict[str, dict[Literal["day", "month"], SpendCap]] = Field(
+        default_factory=dict,
+        description='The same per organisation, by name or pattern: {"acme": {"month": {"max_cost_usd": 200}}}.',
+    )
     llm_prices: dict[str, tuple[float, float]] = Field(
         default_factory=lambda: {
             "gpt-4o-mini": (0.15, 0.60), "gpt-4o": (2.50, 10.00), "gpt-4.1-nano": (0.10, 0.40),

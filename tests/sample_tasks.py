@@ -2,6 +2,7 @@
 from __future__ import annotations
 
 import asyncio
+import functools
 import os
 import signal
 
@@ -113,3 +114,50 @@ async def record(ctx: TaskContext, payload: RecordPayload) -> dict[str, str]:
     with open(payload.path, "a") as out:
         out.write(ctx.job_id + "\n")
     return {"ran": ctx.job_id}
+
+
+@task("TEST_GENERATE", payload=SleepPayload, timeout_s=7200, max_attempts=2, queue="generation")
+async def generate(ctx: TaskContext, payload: SleepPayload) -> dict[str, float]:
+    """A stand-in for a long LLM job, in the `generation` queue."""
+    await asyncio.sleep(payload.seconds)
+    return {"slept": payload.seconds}
+
+
+@task("TEST_SCRAPE", payload=SleepPayload, timeout_s=600, max_attempts=2, queue="scraping")
+async def scrape(ctx: TaskContext, payload: SleepPayload) -> dict[str, float]:
+    """A stand-in for a quick fetch, in the `scraping` queue."""
+    await asyncio.sleep(payload.seconds)
+    return {"slept": payload.seconds}
+
+
+class TopicPayload(BaseModel):
+    topic: str = Field("coffee", max_length=200)
+
+
+class Note(BaseModel):
+    text: str
+
+
+CHECKPOINTED_STEPS = ["Outline", "Draft", "Expand", "Polish"]
+
+
+async def write_note(ctx: TaskContext, step: str, topic: str, before: str) -> Note:
+    """One LLM call (the runtime's client records its usage and holds it to the job's caps)."""
+    from runner.worker.runtime import runtime
+
+    messages = [{"role": "system", "content": "You write short notes."},
+                {"role": "user", "content": f"Step {step} about {topic}. Build on: {before or '-'}"}]
+    reply = await runtime().llm().generate(messages, Note, on_text=lambda delta: ctx.save_partial(delta, append=True))
+    return reply.value
+
+
+@task("TEST_CHECKPOINTS", payload=TopicPayload, steps=CHECKPOINTED_STEPS, max_attempts=3,
+      backoff=Backoff(base_s=0.1), requires=("llm_base_url", "llm_model"), max_cost_usd=1.0)
+async def checkpointed(ctx: TaskContext, payload: TopicPayload) -> dict[str, str]:
+    """Four LLM steps, each a checkpoint (ctx.run) built on the one before: a task type as a user writes it."""
+    notes: dict[str, str] = {}
+    before = ""
+    for step in CHECKPOINTED_STEPS:
+        note = await ctx.run(step, functools.partial(write_note, ctx, step, payload.topic, before), model=Note)
+        notes[step] = before = note.text
+    return notes

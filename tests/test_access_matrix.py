@@ -67,6 +67,7 @@ READS: dict[str, Method] = {
 ACTIONS: dict[str, Method] = {
     "cancel": lambda c, j: c.cancel(j).id == j and "ok",
     "retry": lambda c, j: c.retry(j).id == j and "ok",
+    "rerun": lambda c, j: c.retry(j, payload={"duration_s": 0}).rerun_of == j and "ok",  # a new job, from j
     "cancel_many": lambda c, j: bulk_outcome(c.cancel_many([j]), j),
     "retry_many": lambda c, j: bulk_outcome(c.retry_many([j]), j),
     "submit_for": lambda c, j: c.submit("DEMO", {}, user=OTHER).user_id == OTHER and "ok",
@@ -220,7 +221,7 @@ def client_for(role: str) -> Client:
 def test_per_object_method(world: dict[str, str], role: str, method: str) -> None:
     call = {**READS, **ACTIONS}[method]
     with client_for(role) as client:
-        if method in ("retry", "retry_many"):
+        if method in ("retry", "retry_many", "rerun"):
             with Client(Settings(roles=ROLES)) as admin:
                 for whose in ("own", "other"):
                     admin.cancel(world[f"{role}:{whose}"])

@@ -32,6 +32,8 @@ ROUTES: dict[str, Route] = {
     "get_job": lambda base, auth, j: httpx.get(f"{base}/api/jobs/{j}", headers=auth),
     "cancel_job": lambda base, auth, j: httpx.delete(f"{base}/api/jobs/{j}", headers=auth),
     "retry_job": lambda base, auth, j: httpx.post(f"{base}/api/jobs/{j}/retry", headers=auth),
+    "rerun_job": lambda base, auth, j: httpx.post(f"{base}/api/jobs/{j}/retry", headers=auth,
+                                                  json={"payload": {"duration_s": 0}}),
     "job_events": first_event,
     "job_deliveries": lambda base, auth, j: httpx.get(f"{base}/api/jobs/{j}/deliveries", headers=auth),
 }
@@ -41,6 +43,7 @@ EXPECTED: dict[str, dict[str, tuple[int, int, int]]] = {
     "job_events": {"staff": (200, 404, 404), "analyst": (200, 200, 404), "admin": (200, 200, 404)},
     "cancel_job": {"staff": (200, 404, 404), "analyst": (403, 403, 403), "admin": (200, 200, 404)},
     "retry_job": {"staff": (202, 404, 404), "analyst": (403, 403, 403), "admin": (202, 202, 404)},
+    "rerun_job": {"staff": (202, 404, 404), "analyst": (403, 403, 403), "admin": (202, 202, 404)},
     # the delivery log names addresses: for the job's owner and admins
     "job_deliveries": {"staff": (200, 404, 404), "analyst": (200, 404, 404), "admin": (200, 200, 404)},
 }
@@ -59,7 +62,7 @@ def jobs(api: str) -> Iterator[dict[str, str]]:
 @pytest.mark.parametrize("route", list(ROUTES))
 def test_route_by_role_and_owner(api: str, jobs: dict[str, str], role: str, route: str) -> None:
     auth = token(ME[role], role=Role(role))
-    if route == "retry_job":
+    if route in ("retry_job", "rerun_job"):
         with Client(Settings(roles=ROLES)) as admin:
             for whose in ("own", "other"):
                 admin.cancel(jobs[f"{role}:{whose}"])
@@ -116,6 +119,9 @@ def test_alert_rules_are_for_admins_only(api: str, role: str) -> None:
     assert refused.status_code == 422 and "private address" in refused.json()["detail"]
 
 
+# tests/ops/test_schedule_cli.py goes through each, for admins and staff
+SCHEDULE_ROUTES = {("GET", "/api/schedules"), ("POST", "/api/schedules"), ("POST", "/api/schedules/{name}/{action}"),
+                   ("DELETE", "/api/schedules/{name}")}
 NOTIFY_ROUTES = {("GET", "/api/profile"), ("PUT", "/api/profile"), ("GET", "/api/notifications"),
                  ("POST", "/api/notifications/read"), ("GET", "/api/jobs/{job_id}/deliveries")}
 
@@ -144,5 +150,6 @@ def test_every_route_has_a_row(api: str) -> None:
     routes = {(method.upper(), path) for path, ops in schema["paths"].items() for method in ops}
     covered = {("GET", "/api/jobs/{job_id}"), ("DELETE", "/api/jobs/{job_id}"), ("POST", "/api/jobs/{job_id}/retry"),
                ("GET", "/api/jobs/{job_id}/events"), ("GET", "/api/jobs"), ("POST", "/api/jobs"),
-               ("GET", "/api/types"), ("GET", "/api/health"), *ALERT_ROUTES, *NOTIFY_ROUTES}
+               ("GET", "/api/types"), ("GET", "/api/health"), *ALERT_ROUTES, *NOTIFY_ROUTES,
+               *SCHEDULE_ROUTES}
     assert routes <= covered, f"routes with no row in the access tests: {sorted(routes - covered)}"

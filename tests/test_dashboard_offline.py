@@ -10,7 +10,7 @@ from runner.ops import redis_server
 from tests.conftest import free_port
 from tests.dashboard_fixtures import open_page, texts
 
-PAGES = ["submit", "live", "job", "history", "metrics", "workers", "settings"]
+PAGES = ["submit", "live", "job", "history", "metrics", "workers", "settings", "inbox", "profile"]
 
 
 @pytest.mark.parametrize("page", PAGES)

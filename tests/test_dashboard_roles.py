@@ -80,7 +80,7 @@ def test_an_analyst_reads_everything_and_changes_nothing(client: Client) -> None
     assert list(at.dataframe[0].value["Job"]) == [f"job?id={queued.id}"]
     assert not [b for b in at.button if b.label.startswith("Cancel")]
     at = open_page("job", as_user="ann@x.io", id=mine.id)
-    assert not [b for b in at.button if b.label in ("Cancel", "Retry")] and not at.get("page_link")
+    assert not [b for b in at.button if b.label in ("Cancel", "Retry")] and not at.main.get("page_link")
     at = open_page("history", as_user="ann@x.io")
     assert list(at.dataframe[0].value["Job"]) == [f"job?id={mine.id}"]
     assert not [b for b in at.button if b.label.startswith("Retry")]
@@ -96,13 +96,14 @@ def test_an_analyst_reads_everything_and_changes_nothing(client: Client) -> None
 def test_an_admin_by_pattern_has_everything(client: Client) -> None:
     client.submit("DEMO", {}, user="sam@x.io")
     at = open_page("settings", as_user="kim@boss.io")
-    assert [t.label for t in at.tabs] == ["Running limits", "Schedules", "Audit log"]
+    assert [t.label for t in at.tabs] == ["Running limits", "Schedules", "Alert rules", "Audit log"]
     assert "sam@x.io" not in texts(at) and at.dataframe[-1].value["Who"][0] == "admin@local"
 
 
 def test_each_role_sees_its_pages_in_the_menu() -> None:
     def pages(role: Role) -> list[str]:
         return menu.visible(Principal("p@x.io", role))
-    assert pages(Role.admin) == ["submit", "live", "job", "history", "metrics", "workers", "settings"]
-    assert pages(Role.staff) == ["submit", "live", "job", "history", "workers"]
-    assert pages(Role.analyst) == ["live", "job", "history", "metrics", "workers"]
+    assert pages(Role.admin) == ["submit", "live", "job", "history", "metrics", "workers", "settings", "inbox",
+                                 "profile"]
+    assert pages(Role.staff) == ["submit", "live", "job", "history", "workers", "inbox", "profile"]
+    assert pages(Role.analyst) == ["live", "job", "history", "metrics", "workers", "inbox", "profile"]

@@ -42,6 +42,7 @@ LAYERS = [
     {"storage"},
     {"registry"},
     {"context"},
+    {"queues"},
     {"process", "models", "errors", "settings"},
 ]
 

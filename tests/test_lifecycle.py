@@ -1,6 +1,8 @@
 """The job lifecycle against a real Redis and real `arq` worker processes."""
 from __future__ import annotations
 
+import signal
+
 import pytest
 
 from runner import Client, JobStatus
@@ -89,11 +91,15 @@ def test_unknown_type_in_queue_fails_at_once_without_retry(client: Client, worke
 def test_retry_runs_a_failed_job_again_under_the_same_id(client: Client, worker, r) -> None:
     job = client.submit("TEST_FATAL", {})
     assert terminal(client, job.id).status is JobStatus.failed
-    again = client.retry(job.id, by="ops@x.io")
-    assert again.id == job.id and again.status is JobStatus.queued
-    assert again.retried_from == "failed" and again.retried_by == "ops@x.io"
-    assert again.max_attempts == 1 + 3 and again.last_error is None
-    assert r.zscore("taskdeck:idx:dead", job.id) is None
+    worker.send_signal(signal.SIGSTOP)  # else it may take and fail the job again before retry() reads it back
+    try:
+        again = client.retry(job.id, by="ops@x.io")
+        assert again.id == job.id and again.status is JobStatus.queued
+        assert again.retried_from == "failed" and again.retried_by == "ops@x.io"
+        assert again.max_attempts == 1 + 3 and again.last_error is None
+        assert r.zscore("taskdeck:idx:dead", job.id) is None
+    finally:
+        worker.send_signal(signal.SIGCONT)
     done = terminal(client, job.id)
     assert done.status is JobStatus.failed and done.attempts == 2
     assert done.queued_at == job.queued_at

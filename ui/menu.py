@@ -12,6 +12,8 @@ PAGES = {  # url path: (title, icon, the action a role needs to see it in the me
     "metrics": ("Metrics", ":material/monitoring:", Action.read_all),
     "workers": ("Workers", ":material/dns:", Action.read),
     "settings": ("Settings", ":material/settings:", Action.settings),
+    "inbox": ("Inbox", ":material/inbox:", Action.read),
+    "profile": ("Profile", ":material/account_circle:", Action.read),
 }
 
 

@@ -17,8 +17,9 @@ from starlette.exceptions import HTTPException
 from ..archive import operations
 from ..archive.operations import ArchiveHealth
 from ..client.facade import AsyncClient
+from ..client.schedules import Schedule
 from ..errors import TaskdeckError
-from ..models import Job, JobStatus
+from ..models import Job, JobStatus, QueueLoad
 from ..notify import alerts
 from ..notify.alerts import Alert
 from ..notify.inbox import InboxPage
@@ -33,7 +34,7 @@ from ..settings import Settings
 from . import problems, schema, streams
 from .limits import BodyLimit
 from .problems import FORBIDDEN, REDIS, UNAUTHORIZED, documented
-from .schema import JobCreate
+from .schema import JobCreate, JobRetry
 
 bearer = HTTPBearer(auto_error=False, description="A token from `python -m runner token create`.")
 TAGS = [
@@ -41,6 +42,7 @@ TAGS = [
     {"name": "types", "description": "The task types this deployment runs, with their payload schemas."},
     {"name": "system", "description": "Whether Redis, the workers and the archive are up."},
     {"name": "alerts", "description": "Alert rules and their state (admins only)."},
+    {"name": "schedules", "description": "Cron schedules: everyone reads them, admins change them."},
     {"name": "notifications", "description": "The token user's inbox and notification profile (their own only)."},
 ]
 NOT_FOUND = "No job with this id that the token's user may see: another user's job answers exactly like a missing one."
@@ -65,6 +67,8 @@ class TypeInfo(BaseModel):
 class Health(BaseModel):
     redis: bool
     workers_alive: int
+    queues: dict[str, QueueLoad] = Field(default_factory=dict, description="Each named queue: waiting, running, "
+                                         "and the slots live workers give it (empty when Redis is down).")
     archive: ArchiveHealth | None = Field(None, description="The archive: null when it is off "
                                           "(TASKDECK_ARCHIVE=false). A down archive shows `ok` false; it never "
                                           "makes health fail (Redis is what runs the jobs).")
@@ -107,7 +111,8 @@ Acting = Annotated[AsyncClient, Depends(acting)]
 async def create_job(body: JobCreate, ac: Acting) -> Job:
     """Validate a job and queue it; the same `idempotency_key` from the same user returns the first job."""
     return await ac.submit(body.type, body.payload, priority=body.priority, idempotency_key=body.idempotency_key,
-                           notify=body.notify, callback_url=body.callback_url)
+                           notify=body.notify, callback_url=body.callback_url, max_tokens=body.max_tokens,
+                           max_cost_usd=body.max_cost_usd)
 
 
 @router.get("/jobs", response_model=JobPage, operation_id="list_jobs", tags=["jobs"],
@@ -148,19 +153,28 @@ async def cancel_job(job_id: str, ac: Acting) -> Job:
 
 
 @router.post("/jobs/{job_id}/retry", status_code=202, response_model=Job, operation_id="retry_job", tags=["jobs"],
-             response_description="The job, queued again under the same id with a fresh set of attempts.",
+             response_description="The job, queued again under the same id with a fresh set of attempts; or, with "
+                                  "`from_step` or `payload`, the new job that reruns it.",
              responses=documented({
+                 400: "The body cannot be read as text (it is not UTF-8).",
                  401: UNAUTHORIZED, 404: NOT_FOUND,
                  403: "The token's role may not retry jobs (analyst), or its user is no longer on TASKDECK_ROLES.",
-                 409: "The job is not failed or cancelled, or is still finishing its last attempt.",
-                 422: "The job's type is not registered on this server any more.",
+                 413: "The body is over TASKDECK_API_MAX_BODY_BYTES.",
+                 409: "The job is not failed or cancelled (for a rerun: not finished), or is still finishing its "
+                      "last attempt.",
+                 422: "The job's type is not registered on this server any more, `from_step` names no step or "
+                      "checkpoint of the job, or the payload or a cap does not validate.",
                  429: "Over the owner's hourly submit limit or LLM token quota; `Retry-After` says when to try "
                       "again.",
                  503: "Redis is unreachable, or the type needs what this deployment lacks; nothing was retried.",
              }))
-async def retry_job(job_id: str, ac: Acting) -> Job:
-    """Run a failed or cancelled job again; admitted like a new submit."""
-    return await ac.retry(job_id)
+async def retry_job(job_id: str, ac: Acting, body: JobRetry | None = None) -> Job:
+    """Run a failed or cancelled job again (it resumes after its last checkpoint), or with `from_step` or
+    `payload` rerun a finished one as a new job; admitted like a new submit."""
+    if body is None:
+        return await ac.retry(job_id)
+    return await ac.retry(job_id, from_step=body.from_step, payload=body.payload, max_tokens=body.max_tokens,
+                          max_cost_usd=body.max_cost_usd)
 
 
 @router.get("/jobs/{job_id}/events", response_class=EventSourceResponse, operation_id="job_events", tags=["jobs"],
@@ -264,11 +278,12 @@ async def health(request: Request) -> Any:
     feed has still to write; needs no token."""
     store = root(request).store
     try:
-        alive = (await root(request).stats()).workers_alive
+        stats = await root(request).stats()
     except TaskdeckError:
         down = Health(redis=False, workers_alive=0, archive=await operations.health(store))
         return JSONResponse(down.model_dump(mode="json"), status_code=503)
-    return Health(redis=True, workers_alive=alive, archive=await operations.health(store))
+    return Health(redis=True, workers_alive=stats.workers_alive, queues=stats.queues,
+                  archive=await operations.health(store))
 
 
 ADMINS_ONLY = ("The token's role may not read or change alert rules (only admins may), or its user is no longer "
@@ -286,7 +301,7 @@ async def list_alert_rules(ac: Acting) -> list[AlertRule]:
 @router.post("/alerts/rules", response_model=AlertRule, operation_id="set_alert_rule", tags=["alerts"],
              response_description="The rule as saved.",
              responses=documented({
-                 401: UNAUTHORIZED, 403: ADMINS_ONLY, 503: REDIS,
+                 401: UNAUTHORIZED, 403: ADMINS_ONLY, 503: REDIS, 400: BAD_BODY, 413: TOO_LARGE,
                  422: "A field or parameter does not fit the rule's kind, or a target is refused: not an email "
                       "address, or a URL the outbound policy refuses (a private address) or that does not resolve.",
              }))
@@ -311,6 +326,50 @@ async def delete_alert_rule(rule_id: str, ac: Acting) -> Response:
 async def list_alerts(ac: Acting) -> list[Alert]:
     """Each alert rule's state: ok, pending, firing or resolved, since when, and what the last evaluation saw."""
     return await ac.alerts()
+
+
+SETTINGS_ONLY = "The token's role may not change schedules (only admins may)."
+NO_SCHEDULE = "No schedule with this name."
+
+
+@router.get("/schedules", response_model=list[Schedule], operation_id="list_schedules", tags=["schedules"],
+            response_description="Every schedule, by name; payloads only for admins.",
+            responses=documented({401: UNAUTHORIZED, 503: REDIS}))
+async def list_schedules(ac: Acting) -> list[Schedule]:
+    """The cron schedules, with their next run and the outcome of their last one."""
+    return await ac.schedules()
+
+
+@router.post("/schedules", response_model=Schedule, operation_id="save_schedule", tags=["schedules"],
+             response_description="The schedule as saved, with its next run.",
+             responses=documented({401: UNAUTHORIZED, 403: SETTINGS_ONLY, 503: REDIS, 400: BAD_BODY, 413: TOO_LARGE,
+                                   422: "A field does not fit: an unknown type, a payload the type refuses, a cron "
+                                        "expression that is not one."}))
+async def save_schedule(body: Schedule, ac: Acting) -> Schedule:
+    """Add a schedule, or replace the one with its `name`."""
+    return await ac.save_schedule(body)
+
+
+@router.post("/schedules/{name}/{action}", response_model=Schedule, operation_id="change_schedule",
+             tags=["schedules"], response_description="The schedule after the change.",
+             responses=documented({401: UNAUTHORIZED, 403: SETTINGS_ONLY, 404: NO_SCHEDULE, 503: REDIS,
+                                   409: "run: its previous run is still active (runs never overlap).",
+                                   422: "The action is not pause, resume or run."}))
+async def change_schedule(name: str, action: Literal["pause", "resume", "run"], ac: Acting) -> Schedule:
+    """Pause or resume a schedule, or run it now (its run's job id is its `last_job_id`)."""
+    if action == "run":
+        await ac.run_schedule(name)
+        return next(found for found in await ac.schedules() if found.name == name)
+    return await ac.pause_schedule(name, paused=action == "pause")
+
+
+@router.delete("/schedules/{name}", status_code=204, response_class=Response, operation_id="delete_schedule",
+               tags=["schedules"], response_description="Deleted; it stays deleted.",
+               responses=documented({401: UNAUTHORIZED, 403: SETTINGS_ONLY, 404: NO_SCHEDULE, 503: REDIS}))
+async def delete_schedule(name: str, ac: Acting) -> Response:
+    """Delete a schedule."""
+    await ac.delete_schedule(name)
+    return Response(status_code=204)
 
 
 class App(FastAPI):

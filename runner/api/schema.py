@@ -22,7 +22,7 @@ from typing import Any, Literal
 
 from fastapi.encoders import jsonable_encoder
 from fastapi.openapi import models as openapi_models
-from pydantic import BaseModel, Field, TypeAdapter, create_model
+from pydantic import BaseModel, ConfigDict, Field, TypeAdapter, create_model
 from pydantic.json_schema import JsonSchemaMode
 
 from ..models import Job, Priority
@@ -54,6 +54,25 @@ class JobCreate(BaseModel):
                                      "ends (as GET /api/jobs/{job_id} answers), signed per Standard Webhooks with "
                                      "this token's webhook secret; refused (422) when the outbound policy refuses "
                                      "the URL.")
+    max_tokens: int | None = Field(None, ge=1, description="Cap on the job's LLM tokens (in and out, over all "
+                                   "attempts); past it the job fails with \"budget exceeded\". Default: the type's.")
+    max_cost_usd: float | None = Field(None, gt=0, allow_inf_nan=False, description="Cap on the job's LLM cost in "
+                                       "USD, likewise. Default: the type's.")
+
+
+class JobRetry(BaseModel):
+    """What POST /api/jobs/{job_id}/retry may take: without `from_step` and `payload` the job itself runs again
+    (failed or cancelled only; it resumes after its last checkpoint); with either, a finished job is rerun as
+    a new job, linked to it (`rerun_of`)."""
+
+    model_config = ConfigDict(extra="forbid")
+
+    from_step: str | None = Field(None, max_length=200, description="Rerun from this step (or checkpoint): the "
+                                  "new job reuses the checkpoints made before it (`reused_steps`).")
+    payload: dict[str, Any] | None = Field(None, description="The new job's payload, validated as a submit's; "
+                                           "default: the old job's.")
+    max_tokens: int | None = Field(None, ge=1, description="The job's new token cap (default: as it was).")
+    max_cost_usd: float | None = Field(None, gt=0, allow_inf_nan=False, description="The job's new cost cap, USD.")
 
 
 class JobEvent(Event):
@@ -121,6 +140,8 @@ def variant(task_type: TaskType) -> type[BaseModel]:
         "idempotency_key": (fields["idempotency_key"].annotation, fields["idempotency_key"]),
         "notify": (fields["notify"].annotation, fields["notify"]),
         "callback_url": (fields["callback_url"].annotation, fields["callback_url"]),
+        "max_tokens": (fields["max_tokens"].annotation, fields["max_tokens"]),
+        "max_cost_usd": (fields["max_cost_usd"].annotation, fields["max_cost_usd"]),
     }
     return create_model(f"{camel(task_type.name)}JobCreate", __doc__=task_type.description or None,
                         **definitions)

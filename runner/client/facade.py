@@ -13,11 +13,12 @@ from collections.abc import AsyncIterator, Iterable
 from datetime import UTC, datetime
 from typing import TYPE_CHECKING, Any
 
+import orjson
 from pydantic import BaseModel
 
 from .. import registry
 from ..errors import AccessDenied, InvalidPayload, InvalidTransition, JobNotFound, LimitExceeded
-from ..models import ACTIVE, TERMINAL, Job, JobStatus, Priority, Stats, WorkerInfo, utcnow
+from ..models import ACTIVE, TERMINAL, Job, JobStatus, Priority, SpendCap, Stats, WorkerInfo, utcnow
 from ..notify import alerts as alerting
 from ..notify import rules as rulebook
 from ..notify.alerts import Alert
@@ -30,6 +31,7 @@ from ..notify.subscriptions import Notify, at_submit, subscription_calls
 from ..policy import access, admission
 from ..policy.access import Action
 from ..reads import events, history, live, metrics, paging
+from ..reads import queues as queue_reads
 from ..reads.events import Event, Snapshot
 from ..reads.history import HistoryPage, HistoryQuery
 from ..reads.live import LiveView
@@ -37,7 +39,7 @@ from ..registry import TaskType
 from ..settings import Settings
 from ..storage import transitions
 from ..storage.store import Outcome, Store, TransitionSpec, connect
-from . import bulk, notices, oversight, payloads
+from . import bulk, notices, oversight, payloads, reruns
 from .archived import ArchiveReader, Found
 from .bulk import BulkResult
 from .schedules import Schedule, Scheduler
@@ -97,42 +99,54 @@ class AsyncClient:
         idempotency_key: str | None = None,
         notify: Notify | dict[str, Any] | None = None,
         callback_url: str | None = None,
+        max_tokens: int | None = None,
+        max_cost_usd: float | None = None,
     ) -> Job:
         """Validate and enqueue a job; nothing is written unless all of it is. The job belongs to the
         acting user (or `user`, for an admin) and their org (or `org`, for an admin); the same
         `idempotency_key` from the same submitter within its window returns the first job.
         `notify` ({"events": ["completed", "failed"], "via": ["inbox", "email", "webhook"]}) says which ends
         of the job its owner is told of, and how (default: as their profile says); `callback_url` is POSTed
-        the final record, signed (Standard Webhooks) with the API token's secret, else the submitter's."""
+        the final record, signed (Standard Webhooks) with the API token's secret, else the submitter's.
+        `max_tokens` / `max_cost_usd` cap the job's LLM spend over all its attempts (default: the type's);
+        past one it fails with "budget exceeded"."""
         owner = access.normal_email(user) if user else self.user
         key = self.store.keys.idempotency(owner, idempotency_key) if idempotency_key else None
         return await self.submit_keyed(type, payload, owner, org, priority, key, notify=notify,
-                                       callback_url=callback_url)
+                                       callback_url=callback_url, max_tokens=max_tokens, max_cost_usd=max_cost_usd)
 
     async def submit_keyed(self, type: str, payload: Any, owner: str, org: str,  # noqa: A002  (public keyword, part of the contract)
                            priority: Priority | str | None, key: str | None, *,
                            notify: Notify | dict[str, Any] | None = None, callback_url: str | None = None,
-                           tell: str | None = None) -> Job:
+                           tell: str | None = None, max_tokens: int | None = None,
+                           max_cost_usd: float | None = None, lineage: reruns.Lineage | None = None) -> Job:
         """submit() with the idempotency key as a whole Redis key: runner's own submitters (the scheduler)
         use keys in namespaces that no user's submit can reach; `tell`: who hears of the job's end instead
-        of its owner (a schedule's run: the admin who saved the schedule)."""
+        of its owner (a schedule's run: the admin who saved the schedule); `lineage`: the job a rerun comes
+        from (reruns.py)."""
         self.principal.require(Action.submit)
         if not self.principal.acts_on(owner):
             raise AccessDenied(f"{self.user} may not submit on behalf of {owner} (role {self.principal.role})")
         org = self.org_for(owner, org.strip())
         task_type = registry.get(type)
-        await admission.check(self.store, task_type, owner)
+        await admission.check(self.store, task_type, owner, org)
         data = payloads.validate(task_type, payload, self.settings.max_payload_bytes, self.settings.max_payload_depth)
+        caps = reruns.job_caps(task_type, max_tokens, max_cost_usd, lineage.caps if lineage else None)
         async with self.store.guard("nothing was submitted"):
             subscription = await at_submit(self.store, self.principal, owner, notify, callback_url, tell)
         now = utcnow()
         job = Job(
             id=uuid.uuid4().hex, type=type, payload=data, user_id=owner, org_id=org,
             status=JobStatus.queued, priority=parse_priority(priority, task_type), max_attempts=task_type.max_attempts,
-            steps=transitions.fresh_steps(task_type.steps), queued_at=now, updated_at=now,
+            steps=transitions.fresh_steps(task_type.steps), queued_at=now, updated_at=now, queue=task_type.queue,
+            max_tokens=caps.max_tokens, max_cost_usd=caps.max_cost_usd,
+            rerun_of=lineage.rerun_of if lineage else None, reused_steps=lineage.reused if lineage else [],
         )
         spec = transitions.create(job, self.store.keys, self.settings.priority_aging_s, by=self.user)
         spec["calls"] += subscription_calls(self.store, job.id, subscription)
+        if lineage:
+            spec["calls"] += lineage.calls(self.store.keys, job.id, self.settings.retention_days * 86400)
+            spec["audit"]["action"] = "rerun"
         if key:
             spec["create"]["idempotency"] = [key, self.settings.idempotency_window_s]
         async with self.store.guard("nothing was submitted"):
@@ -242,9 +256,20 @@ class AsyncClient:
                     return await self.wait_terminal(job_id, self.settings.cancel_wait_s)
         raise InvalidTransition(f"job {job_id} kept changing state; try cancelling again")
 
-    async def retry(self, job_id: str, by: str | None = None) -> Job:
-        """Run a failed or cancelled job again, under the same id, with a fresh set of attempts. Admitted
-        like a submit: the type must be available and the owner within their hourly and token limits."""
+    async def retry(self, job_id: str, by: str | None = None, *, from_step: str | None = None,
+                    payload: dict[str, Any] | BaseModel | str | bytes | None = None, max_tokens: int | None = None,
+                    max_cost_usd: float | None = None) -> Job:
+        """Run a failed or cancelled job again, under the same id, with a fresh set of attempts; it resumes
+        after its last completed checkpoint (ctx.run). Admitted like a submit: the type must be available
+        and the owner within their hourly, token and spend limits. `max_tokens` / `max_cost_usd` raise (or
+        set) its spend caps: a job that failed with "budget exceeded" resumes with more.
+
+        With `from_step` (a step's or checkpoint's name) or an edited `payload`, a finished job (completed
+        too) is rerun as a NEW job instead, returned: linked to this one (`rerun_of`), reusing the
+        checkpoints this one made before `from_step` (`reused_steps`; none without it), its payload
+        validated as a submit's (reruns.py)."""
+        if from_step is not None or payload is not None:
+            return await reruns.rerun(self, job_id, from_step, payload, max_tokens, max_cost_usd)
         self.principal.require(Action.retry)
         deadline = time.monotonic() + self.settings.cancel_wait_s
         async with self.store.guard("nothing was retried"):
@@ -254,10 +279,12 @@ class AsyncClient:
                     raise InvalidTransition(f"job {job_id} is {job.status}; only failed or cancelled jobs can be "
                                             "retried")
                 task_type = registry.get(job.type)
-                await admission.check(self.store, task_type, job.user_id)
+                await admission.check(self.store, task_type, job.user_id, job.org_id)
+                caps = reruns.job_caps(task_type, max_tokens, max_cost_usd,
+                                       SpendCap(max_tokens=job.max_tokens, max_cost_usd=job.max_cost_usd))
                 now = utcnow()
                 spec = transitions.retry(job, by or self.user, now, self.store.keys, task_type.steps,
-                                         task_type.max_attempts, self.settings.priority_aging_s)
+                                         task_type.max_attempts, self.settings.priority_aging_s, caps)
                 applied = await self.store.apply(job_id, self.rated(spec, job.user_id), now, replicated=True)
                 outcome = applied.confirmed(job_id)
                 if outcome.applied:
@@ -398,6 +425,8 @@ class AsyncClient:
             pipe.zcount(keys.workers, now, "+inf")
             pipe.zcard(keys.dead)
             rows = await pipe.execute()
+        async with self.store.guard():
+            loads = await queue_reads.loads(self.store)
         depth, by_status = rows[:3], rows[3:9]
         buckets = [[float(v or 0) for v in row] for row in rows[9:69]]
         done, failed, lost = (sum(b[i] for b in buckets) for i in range(3))
@@ -406,6 +435,7 @@ class AsyncClient:
             queue_depth=dict(zip(Priority, depth, strict=True)), by_status=dict(zip(JobStatus, by_status, strict=True)),
             success_rate_1h=done / (done + failed) if done + failed else None,
             throughput_per_min=recent / 5, workers_alive=rows[69], dead_letter=rows[70], lost_1h=int(lost),
+            queues=loads,
         )
 
     async def workers(self) -> builtins.list[WorkerInfo]:
@@ -690,6 +720,7 @@ def worker_info(row: dict[str, str], now: float, lease_s: float) -> WorkerInfo:
         id=row["id"], host=row["host"], pid=int(row["pid"]), started_at=utc_time(float(row.get("started_at", beat))),
         last_heartbeat=utc_time(beat), alive=row.get("alive") == "1" and now - beat < lease_s,
         running=int(row.get("running", 0)), done=int(row.get("done", 0)), failed=int(row.get("failed", 0)),
+        queues=orjson.loads(row["queues"]) if row.get("queues") else {},
     )
 
 

@@ -18,14 +18,17 @@ from redis.asyncio import Redis
 from tenacity import AsyncRetrying, RetryCallState, retry_if_exception
 from tenacity.wait import wait_exponential_jitter
 
+from .. import context
+from ..context import TaskContext
 from ..errors import Fatal
 from ..settings import Settings
 from ..storage.keys import Keys
-from . import endpoint_id, pricing, structured
+from . import endpoint_id, pricing, spend, structured, usage
 from .breaker import Breaker
 from .budget import Budget
 from .errors import EndpointFailed, EndpointRefused, LlmError, OutputInvalid
 from .retry import BrokenStream, CallTimeout, failing, out_of_quota, stop_policy, throttled, transient, wait_retry_after
+from .spend import BudgetExceeded, Meter
 from .usage import Call
 
 logger = logging.getLogger("taskdeck.llm")
@@ -115,7 +118,9 @@ class LLM:
 
     async def chat(self, messages: Sequence[Message], response_format: dict[str, Any] | None = None,
                    on_text: OnText | None = None) -> tuple[str, Call]:
-        """One streamed completion: its text, and its usage and cost."""
+        """One streamed completion: its text, and its usage and cost. Made by a task (context.current), it
+        is held to the job's spend caps before it is sent and as it streams (spend.py), and its usage is
+        recorded against the job (a task records none itself)."""
         policy = stop_policy(self.settings.llm_max_tries, self.settings.llm_throttle_wait_s)
         retrying = AsyncRetrying(
             retry=retry_if_exception(transient), stop=policy, reraise=True, before_sleep=self._log_retry,
@@ -123,9 +128,15 @@ class LLM:
                                   self.settings.llm_retry_after_cap_s),
         )
         started = time.monotonic()
+        task = context.current.get()
+        meter = await self._admit(task, messages, started) if task else None
         try:
             reply: tuple[str, CompletionUsage | None, str | None] = await retrying(
-                self._once, list(messages), response_format, on_text)
+                self._once, list(messages), response_format, on_text, meter)
+        except BudgetExceeded as e:
+            if task and e.call:
+                await self._charge(task, e.call)
+            raise
         except Exception as e:
             raise explain(e, self.endpoint, self.model, policy) from e
         text, usage, finish = reply
@@ -137,10 +148,29 @@ class LLM:
                     seconds=round(time.monotonic() - started, 3), tries=policy.failures + policy.throttled + 1,
                     throttled=policy.throttled, estimated=estimated, finish_reason=finish,
                     priced=pricing.price(self.settings.llm_prices, self.model) is not None)
-        return text, call
+        return text, (await self._charge(task, call) if task else call)
 
-    async def _once(self, messages: list[Message], response_format: dict[str, Any] | None,
-                    on_text: OnText | None) -> tuple[str, CompletionUsage | None, str | None]:
+    async def _admit(self, task: TaskContext, messages: Sequence[Message], started: float) -> Meter:
+        """The call's meter, once the job's caps and its owner's (and org's) day and month caps allow it."""
+        meter = Meter(task, self.settings.llm_prices, self.model, spend.prompt_tokens(messages), started)
+        meter.before()
+        spent = await spend.first_spent(self.redis, self.settings, task.user_id, task.org_id)
+        if spent:
+            raise BudgetExceeded(spent.message)
+        return meter
+
+    async def _charge(self, task: TaskContext, call: Call) -> Call:
+        """Record `call` against the task's job: its record's totals, and its step's, user's and org's."""
+        call = call.model_copy(update={"step": task.current_step, "part": context.in_checkpoint.get()})
+        await task.record_usage(call.tokens_in, call.tokens_out, call.cost_usd)
+        await usage.record(self.redis, self.settings.prefix, task.job_id, task.task_type, task.user_id, call,
+                           self.settings.retention_days * 86400, org=task.org_id)
+        return call
+
+    async def _once(self, messages: list[Message], response_format: dict[str, Any] | None, on_text: OnText | None,
+                    meter: Meter | None = None) -> tuple[str, CompletionUsage | None, str | None]:
+        if meter is not None:
+            on_text = metered(on_text, meter)
         await self.breaker.allow()
         reserved = estimate_tokens(json.dumps(messages)) + OUTPUT_RESERVE_TOKENS
         await self.budget.take(reserved)
@@ -202,6 +232,20 @@ class LLM:
         wait = state.next_action.sleep if state.next_action else 0
         kind = "throttled (429)" if throttled(error) else describe(error)
         logger.info("%s: %s; try %d again in %.2f s", self.endpoint, kind, state.attempt_number + 1, wait)
+
+
+def metered(on_text: OnText | None, meter: Meter) -> OnText:
+    """`on_text` behind the meter: each piece of the reply is counted, and the call stops past a cap."""
+    chars = 0
+
+    async def counted(delta: str) -> None:
+        nonlocal chars
+        chars += len(delta)
+        if on_text:
+            await on_text(delta)  # kept in the partial output also when it is the piece that stops the call
+        meter.streamed(chars)
+
+    return counted
 
 
 def with_instruction(messages: Sequence[Message], mode: str, result: type[BaseModel]) -> list[Message]:

@@ -4,7 +4,7 @@ the hashes lua/transition.lua keeps)."""
 from __future__ import annotations
 
 import time
-from datetime import datetime
+from datetime import UTC, datetime
 
 import orjson
 from pydantic import BaseModel, Field
@@ -14,6 +14,7 @@ from ..models import utcnow
 from ..storage.keys import BUCKET_SECONDS, BUCKET_TTL_S, Keys, bucket_start
 
 CALL_LOG_MAX = 500
+SPEND_PERIOD_TTL_S = {"day": 2 * 86400, "month": 35 * 86400}  # a period's spend outlives it by a day or more
 
 
 class Call(BaseModel):
@@ -53,14 +54,36 @@ def bucket_fields(call: Call, task_type: str, user: str) -> dict[str, float]:
     }
 
 
+def period_label(period: str, at: float) -> str:
+    """The UTC day ("day:2030-01-07") or month ("month:2030-01") holding time `at`: a Keys.spend period."""
+    moment = datetime.fromtimestamp(at, UTC)
+    return f"day:{moment:%Y-%m-%d}" if period == "day" else f"month:{moment:%Y-%m}"
+
+
+def spend_fields(call: Call, user: str, org: str) -> dict[str, float]:
+    """What one call adds to its day's and month's spend (the per-user and per-org caps, llm.spend)."""
+    tokens = call.tokens_in + call.tokens_out
+    fields = {f"tokens:user:{user}": tokens, f"cost_usd:user:{user}": call.cost_usd}
+    if org:
+        fields |= {f"tokens:org:{org}": tokens, f"cost_usd:org:{org}": call.cost_usd}
+    return fields
+
+
 async def record(redis: Redis, prefix: str, job_id: str, task_type: str, user: str, call: Call,
-                 retention_s: float) -> None:
-    """One pipelined write: the metric buckets, the job's per-step totals and its call log."""
+                 retention_s: float, org: str = "") -> None:
+    """One pipelined write: the metric buckets, the day's and month's spend, the job's per-step totals and
+    its call log."""
     now = time.time()
     keys = Keys(prefix)
     steps, log = keys.llm_usage(job_id), keys.llm_calls(job_id)
     step = call.step or "-"
     async with redis.pipeline(transaction=True) as pipe:
+        for period, ttl in SPEND_PERIOD_TTL_S.items():
+            spend = keys.spend(period_label(period, now))
+            for name, value in spend_fields(call, user, org).items():
+                if value:
+                    pipe.hincrbyfloat(spend, name, value)
+            pipe.expire(spend, ttl)
         for resolution in BUCKET_SECONDS:
             bucket, ttl = keys.metrics(resolution, bucket_start(resolution, now)), BUCKET_TTL_S[resolution]
             for name, value in bucket_fields(call, task_type, user).items():

@@ -10,10 +10,12 @@ from typing import TYPE_CHECKING, Any, BinaryIO, ParamSpec, TypeVar
 
 import click
 import orjson
+from pydantic import ValidationError
 
 from ..client.blocking import Client
+from ..client.schedules import Schedule
 from ..errors import InvalidPayload, TaskdeckError
-from ..models import Job
+from ..models import Job, Priority
 from ..policy import tokens
 from ..policy.access import Role
 from ..policy.admission import env_name, missing, unavailable_reason
@@ -54,6 +56,13 @@ def json_flag(command: F) -> F:
     return click.option("--json", "as_json", is_flag=True, help="Machine-readable output.")(command)
 
 
+def spend_caps(command: F) -> F:
+    command = click.option("--max-cost-usd", type=float, help="Cap on the job's LLM cost, USD (default: the "
+                           "type's); past it the job fails with \"budget exceeded\".")(command)
+    return click.option("--max-tokens", type=int, help="Cap on the job's LLM tokens, in and out "
+                        "(default: the type's).")(command)
+
+
 def client(acting: str | None = None) -> Client:
     return Client(user=acting)
 
@@ -87,6 +96,12 @@ def describe(job: Job) -> str:
     if job.current_step:
         lines.append(f"  step: {job.current_step}")
     lines += [f"    [{s.status}] {s.name}" for s in job.steps]
+    if job.max_tokens is not None or job.max_cost_usd is not None:
+        lines.append(f"  spend {job.tokens_in + job.tokens_out:,} tokens, ${job.cost_usd:.4f}  caps "
+                     f"{job.max_tokens if job.max_tokens is not None else '-'} tokens, "
+                     f"${job.max_cost_usd if job.max_cost_usd is not None else '-'}")
+    if job.rerun_of:
+        lines.append(f"  rerun of {job.rerun_of}, reusing: {', '.join(job.reused_steps) or 'nothing'}")
     if job.last_error:
         lines.append(f"  last error: {job.last_error}")
     if job.cancel_requested_by:
@@ -112,17 +127,19 @@ def cli() -> None:
               "(comma-separated, `both`, or `none`); default: as their profile says.")
 @click.option("--notify-via", metavar="CHANNELS", help="inbox, email, webhook (comma-separated); default: inbox.")
 @click.option("--callback-url", metavar="URL", help="POST the final record there when the job ends, signed.")
+@spend_caps
 @as_user
 @json_flag
 @handle_errors
 def submit(type: str, payload: str, user: str | None, org: str,  # noqa: A002  (click passes the TYPE argument as `type`)
            priority: str | None, idempotency_key: str | None, notify_on: str | None, notify_via: str | None,
-           callback_url: str | None, acting: str | None, as_json: bool) -> None:
+           callback_url: str | None, max_tokens: int | None, max_cost_usd: float | None, acting: str | None,
+           as_json: bool) -> None:
     """Validate and enqueue a job; prints its id."""
     with client(acting) as c:
         job = c.submit(type, read_payload(payload, c.settings.max_payload_bytes), user=user, org=org, priority=priority,
                        idempotency_key=idempotency_key, notify=notify_option(notify_on, notify_via),
-                       callback_url=callback_url)
+                       callback_url=callback_url, max_tokens=max_tokens, max_cost_usd=max_cost_usd)
     emit(job.model_dump(mode="json")) if as_json else click.echo(job.id)
 
 
@@ -190,13 +207,20 @@ def cancel(job_id: str, acting: str | None, as_json: bool) -> None:
 
 @cli.command()
 @click.argument("job_id")
+@click.option("--from-step", metavar="NAME", help="Rerun a finished job as a new one from this step (or "
+              "checkpoint), reusing what the job made before it.")
+@click.option("--payload", help="An edited payload for the new job: JSON, @FILE or - (stdin).")
+@spend_caps
 @as_user
 @json_flag
 @handle_errors
-def retry(job_id: str, acting: str | None, as_json: bool) -> None:
-    """Run a failed or cancelled job again."""
+def retry(job_id: str, from_step: str | None, payload: str | None, max_tokens: int | None,
+          max_cost_usd: float | None, acting: str | None, as_json: bool) -> None:
+    """Run a failed or cancelled job again (it resumes after its last checkpoint); with --from-step or
+    --payload, a finished job as a new job (prints the new id)."""
     with client(acting) as c:
-        job = c.retry(job_id)
+        edited = read_payload(payload, c.settings.max_payload_bytes) if payload is not None else None
+        job = c.retry(job_id, from_step=from_step, payload=edited, max_tokens=max_tokens, max_cost_usd=max_cost_usd)
     emit(job.model_dump(mode="json")) if as_json else click.echo(f"{job.id} {job.status}")
 
 
@@ -220,7 +244,7 @@ def types(as_json: bool) -> None:
 @json_flag
 @handle_errors
 def stats(as_json: bool) -> None:
-    """Queue depth per priority, jobs by status, success rate, throughput, workers alive."""
+    """Queue depth per priority, jobs by status, success rate, throughput, workers alive, and each named queue."""
     with client() as c:
         s = c.stats()
     if as_json:
@@ -232,6 +256,9 @@ def stats(as_json: bool) -> None:
     click.echo(f"success rate (1 h): {rate}   throughput: {s.throughput_per_min:.1f}/min   "
                f"workers alive: {s.workers_alive}   dead letters: {s.dead_letter}   "
                f"re-runs after a lost worker (1 h): {s.lost_1h}")
+    for name, load in s.queues.items():
+        click.echo(f"queue {name}: {load.waiting} waiting, {load.running} running of {load.capacity} slots "
+                   f"({load.workers} worker{'s' if load.workers != 1 else ''})")
 
 
 @cli.command()
@@ -633,3 +660,87 @@ def alerts_delete(rule_id: str, acting: str | None, as_json: bool) -> None:
     with client(acting) as c:
         c.delete_alert_rule(rule_id)
     emit({"deleted": rule_id}) if as_json else click.echo(f"deleted {rule_id}")
+
+
+@cli.group("schedule", invoke_without_command=True)
+@as_user
+@json_flag
+@click.pass_context
+def schedule(ctx: click.Context, acting: str | None, as_json: bool) -> None:
+    """Cron schedules: with no command, each one, like `schedule list`."""
+    if ctx.invoked_subcommand is None:
+        ctx.invoke(schedule_list, acting=acting, as_json=as_json)
+
+
+@schedule.command("list")
+@as_user
+@json_flag
+@handle_errors
+def schedule_list(acting: str | None, as_json: bool) -> None:
+    """Each schedule: type, cron, paused or not, next run, last run and its outcome."""
+    with client(acting) as c:
+        found = c.schedules()
+    if as_json:
+        emit([item.model_dump(mode="json") for item in found])
+        return
+    for item in found:
+        state = "paused" if item.paused else f"next {item.next_run_at:%Y-%m-%d %H:%M:%S}" if item.next_run_at else "-"
+        last = f"last {item.last_run_at:%Y-%m-%d %H:%M:%S} ({item.last_outcome or '-'})" if item.last_run_at else ""
+        click.echo(f"{item.name}  {item.type}  '{item.cron}'  {state}  {last}".rstrip())
+
+
+@schedule.command("add")
+@click.argument("name")
+@click.argument("type_", metavar="TYPE")
+@click.argument("cron")
+@click.option("--payload", default="{}", show_default=True, help="JSON payload, @file, or - for stdin.")
+@click.option("--priority", type=click.Choice([p.value for p in Priority]), default=Priority.normal.value)
+@click.option("--owner", help="Who its runs belong to (default: the scheduler's own account).")
+@click.option("--paused", is_flag=True, help="Save it paused.")
+@as_user
+@json_flag
+@handle_errors
+def schedule_add(name: str, type_: str, cron: str, payload: str, priority: str, owner: str | None, paused: bool,
+                 acting: str | None, as_json: bool) -> None:
+    """Add a schedule, or replace the one named NAME (admins): TYPE run with PAYLOAD on CRON."""
+    try:
+        data = orjson.loads(read_payload(payload, Settings().max_payload_bytes))
+        item = Schedule.model_validate({"name": name, "type": type_, "payload": data, "cron": cron,
+                                        "priority": priority, "paused": paused, **({"owner": owner} if owner else {})})
+    except orjson.JSONDecodeError as e:
+        raise InvalidPayload(f"--payload is not JSON: {e}") from None
+    except ValidationError as e:
+        raise InvalidPayload("schedule: " + "; ".join(f"{'.'.join(map(str, err['loc']))}: {err['msg']}"
+                                                      for err in e.errors())) from None
+    with client(acting) as c:
+        saved = c.save_schedule(item)
+    emit(saved.model_dump(mode="json")) if as_json else click.echo(f"{saved.name}: next run {saved.next_run_at}")
+
+
+def schedule_change(action: str) -> click.Command:
+    """`schedule pause|resume|run|delete NAME`."""
+
+    @click.argument("name")
+    @as_user
+    @json_flag
+    @handle_errors
+    def change(name: str, acting: str | None, as_json: bool) -> None:
+        with client(acting) as c:
+            if action == "delete":
+                c.delete_schedule(name)
+                result: dict[str, Any] = {"deleted": name}
+            elif action == "run":
+                result = {"name": name, "job_id": c.run_schedule(name).id}
+            else:
+                result = c.pause_schedule(name, paused=action == "pause").model_dump(mode="json")
+        emit(result) if as_json else click.echo(f"{action}: {name}" + (f" -> job {result['job_id']}"
+                                                                       if action == "run" else ""))
+
+    change.__doc__ = {"pause": "Pause a schedule (admins).", "resume": "Resume a paused schedule (admins).",
+                      "run": "Run a schedule now, unless its previous run is still active (admins).",
+                      "delete": "Delete a schedule (admins)."}[action]
+    return click.command(action)(change)
+
+
+for _action in ("pause", "resume", "run", "delete"):
+    schedule.add_command(schedule_change(_action))

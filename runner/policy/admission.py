@@ -1,5 +1,6 @@
 """Checks at submit, before anything is written: can this deployment run the type at all, and is the user
-within their LLM token quota. `AsyncClient.submit` calls `check`; pages call `unavailable_reason`.
+within their LLM token quota and their (and their org's) daily and monthly spend caps (llm/spend.py).
+`AsyncClient.submit` calls `check`; pages call `unavailable_reason`.
 
 A generative type can run when an endpoint is set, or, without one, when the embedded demo model can stand
 in (runner.llm.embedded; TASKDECK_LLM_EMBEDDED=0 turns that off and restores the refusal)."""
@@ -12,7 +13,7 @@ from datetime import UTC, datetime
 from redis.asyncio import Redis
 
 from ..errors import Fatal, LimitExceeded, Unavailable
-from ..llm import LLM_SETTINGS, embedded
+from ..llm import LLM_SETTINGS, embedded, spend
 from ..registry import TaskType
 from ..settings import Settings
 from ..storage.keys import Keys, bucket_start
@@ -69,16 +70,22 @@ async def tokens_used(redis: Redis, prefix: str, user: str, now: float | None = 
     return int(float(raw or 0))
 
 
-async def check(store: Store, task_type: TaskType, user: str) -> None:
-    """Raise Unavailable or LimitExceeded when `user` may not submit `task_type` now."""
+async def check(store: Store, task_type: TaskType, user: str, org: str = "") -> None:
+    """Raise Unavailable or LimitExceeded when `user` (of `org`) may not submit `task_type` now."""
     settings = store.settings
     reason = unavailable_reason(task_type, settings)
     if reason:
         raise Unavailable(reason)
-    quota = settings.llm_user_tokens_per_hour
-    if not quota or not needs_llm(task_type):
+    if not needs_llm(task_type):
         return
     now = time.time()
+    async with store.guard("nothing was submitted"):
+        capped = await spend.first_spent(store.redis, settings, user, org, now)
+    if capped:
+        raise LimitExceeded(capped.message, retry_after_s=math.ceil(capped.until.timestamp() - now))
+    quota = settings.llm_user_tokens_per_hour
+    if not quota:
+        return
     async with store.guard("nothing was submitted"):
         used = await tokens_used(store.redis, settings.prefix, user, now)
     if used >= quota:

@@ -20,6 +20,7 @@ from typing import Any
 from pydantic import BaseModel, Field
 from redis.commands.core import AsyncScript
 
+from .. import queues, registry
 from ..models import ACTIVE, Job, JobStatus, Priority, Step
 from ..storage.store import Store
 from .history import HistoryQuery, matching
@@ -28,16 +29,22 @@ WAITING = (JobStatus.queued, JobStatus.retrying)
 STATUSES = sorted(ACTIVE)
 READ_CHUNK = 100
 
-# KEYS[1] ARQ's queue, KEYS[2..] the job hashes; ARGV[1] how many field names follow, the names, then the ids.
-# Returns, per job, its fields (HMGET) and its rank in the queue (nil when not in it).
+# KEYS = the job hashes; ARGV[1] how many field names follow, ARGV[2] the place of `queue` among them, the
+# names, the ids, then pairs of a named queue and its ARQ queue. Returns, per job, its fields (HMGET) and its
+# rank in its queue (nil when not in it).
 READ = """
-local n = tonumber(ARGV[1])
+local n, at = tonumber(ARGV[1]), tonumber(ARGV[2])
 local fields = {}
-for i = 1, n do fields[i] = ARGV[i + 1] end
+for i = 1, n do fields[i] = ARGV[i + 2] end
+local queues = {}
+for i = n + 3 + #KEYS, #ARGV, 2 do queues[ARGV[i]] = ARGV[i + 1] end
+local default = queues[ARGV[n + 3 + #KEYS]]  -- the first pair's: a record from before named queues is in it
 local out = {}
-for i = 2, #KEYS do
-  out[#out + 1] = redis.call('HMGET', KEYS[i], unpack(fields))
-  out[#out + 1] = redis.call('ZRANK', KEYS[1], ARGV[n + i])
+for i = 1, #KEYS do
+  local values = redis.call('HMGET', KEYS[i], unpack(fields))
+  local queue = values[at] and queues[cjson.decode(values[at])] or default
+  out[#out + 1] = values
+  out[#out + 1] = queue and redis.call('ZRANK', queue, ARGV[n + 2 + i]) or false
 end
 return out
 """
@@ -76,9 +83,15 @@ class LiveRecord(BaseModel):
     tokens_in: int = of_job("tokens_in")
     tokens_out: int = of_job("tokens_out")
     cost_usd: float = of_job("cost_usd")
+    queue: str = of_job("queue")
 
 
 FIELDS = tuple(LiveRecord.model_fields)
+
+
+def queue_names() -> list[str]:
+    """Every named queue a record may name, `default` first (a record without one is in it)."""
+    return [queues.DEFAULT, *sorted({*queues.SEED, *registry.queue_names()} - {queues.DEFAULT})]
 HEADS = tuple(f'"{name}":' for name in FIELDS)
 
 
@@ -135,7 +148,9 @@ async def read(store: Store, ids: Sequence[str]) -> tuple[list[LiveRecord], list
 async def read_chunk(store: Store, script: AsyncScript, ids: Sequence[str]) -> tuple[list[LiveRecord],
                                                                                    list[int | None]]:
     keys = store.keys
-    rows = await script(keys=[keys.queue, *(keys.job(job_id) for job_id in ids)], args=[len(FIELDS), *FIELDS, *ids])
+    named = [part for name in queue_names() for part in (name, keys.arq_queue(name))]  # `default` first
+    rows = await script(keys=[keys.job(job_id) for job_id in ids],
+                        args=[len(FIELDS), FIELDS.index("queue") + 1, *FIELDS, *ids, *named])
     found = [(values, rank) for values, rank in zip(rows[::2], rows[1::2], strict=True) if values[0] is not None]
     return [parse(values) for values, _ in found], [rank for _, rank in found]
 

@@ -18,6 +18,7 @@ from arq.constants import (
 )
 
 from ..models import JobStatus
+from ..queues import DEFAULT as DEFAULT_QUEUE
 
 BUCKET_SECONDS = {"1m": 60, "1h": 3600}  # metric bucket resolutions: `metrics(resolution, start)`
 BUCKET_TTL_S = {"1m": 3 * 86400, "1h": 35 * 86400}
@@ -46,6 +47,13 @@ class Keys:
         self.notify_deliveries = f"{prefix}notify:deliveries"  # delivery id -> the delivery waiting to be sent
         self.notify_failing = f"{prefix}notify:failing"  # ids of deliveries whose last attempt failed
         self.notify_health = f"{prefix}notify:health"  # the last delivery error, and deliveries given up
+
+    def arq_queue(self, name: str) -> str:
+        """ARQ's queue of the named queue `name` (queues.py): `queue` itself for `default`."""
+        return self.queue if name == DEFAULT_QUEUE else self.named_queue(name)
+
+    def named_queue(self, name: str) -> str:
+        return f"{self.queue}:{name}"
 
     def job(self, job_id: str) -> str:
         return f"{self.prefix}job:{job_id}"
@@ -125,9 +133,15 @@ class Keys:
         """A job's LLM call log (a list of Call JSON)."""
         return f"{self.prefix}llm:calls:{job_id}"
 
-    def parts(self, job_id: str) -> str:
-        """A generation's completed parts (part key -> reply JSON), kept so that a retry resumes."""
-        return f"{self.prefix}parts:{job_id}"
+    def checkpoints(self, job_id: str) -> str:
+        """A job's completed steps (ctx.run): name -> context.Checkpoint JSON, so that a re-run resumes after
+        them; expires with the job's record and is deleted with it."""
+        return f"{self.prefix}checkpoints:{job_id}"
+
+    def spend(self, period: str) -> str:
+        """LLM spend of one UTC day or month ("day:2030-01-07", "month:2030-01") per user and org (a hash:
+        "tokens:user:a@x.io" -> total; llm.spend), what the per-user and per-org spend caps are held to."""
+        return f"{self.prefix}spend:{period}"
 
     def source(self, owner: str, url: str) -> str:
         """One owner's record of an outside source (web.sources)."""

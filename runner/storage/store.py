@@ -11,7 +11,7 @@ import asyncio
 import re
 import socket
 import time
-from collections.abc import AsyncIterator, Iterable, Sequence
+from collections.abc import AsyncIterator, Mapping, Sequence
 from contextlib import asynccontextmanager
 from dataclasses import dataclass, replace
 from datetime import datetime
@@ -30,8 +30,10 @@ from redis.asyncio.retry import Retry
 from redis.backoff import ConstantBackoff, ExponentialBackoff
 from redis.commands.core import AsyncScript
 
+from .. import queues
 from ..errors import NotReplicated, RedisUnavailable
 from ..models import LIST_FIELDS, TERMINAL, Attempt, Job, JobStatus, Priority
+from ..queues import DEFAULT as DEFAULT_QUEUE
 from ..settings import Settings
 from . import sentinel
 from .keys import BUCKET_SECONDS, BUCKET_TTL_S, PENDING, Keys, lua_concat, lua_value
@@ -212,6 +214,7 @@ class Claim(NamedTuple):
     job_id: str
     score: int
     record: dict[str, str]
+    queue: str = DEFAULT_QUEUE  # the named queue it was claimed from
 
 
 class Claimed(NamedTuple):
@@ -221,11 +224,12 @@ class Claimed(NamedTuple):
     aborts: list[str]
 
 
-def claimed(reply: list[Any]) -> Claimed:
-    """lua/claim.lua's reply {{{id, score, {field, value, ...}}, ...}, {abort id, ...}} as Claimed."""
+def claimed(reply: list[Any], served: list[str]) -> Claimed:
+    """lua/claim.lua's reply {{{id, score, {field, value, ...}, queue's place}, ...}, {abort id, ...}} as
+    Claimed; `served`: the named queues in the order the claim gave them."""
     jobs, aborts = reply
-    return Claimed([Claim(job_id, int(float(score)), dict(zip(raw[::2], raw[1::2], strict=True)))
-                    for job_id, score, raw in jobs], aborts)
+    return Claimed([Claim(job_id, int(float(score)), dict(zip(raw[::2], raw[1::2], strict=True)), served[place - 1])
+                    for job_id, score, raw, place in jobs], aborts)
 
 
 Lease = Literal["renew", "release"]
@@ -342,6 +346,7 @@ LUA_CONSTANTS: dict[str, object] = {
     "BUCKETS": [{"resolution": name, "seconds": size, "ttl": BUCKET_TTL_S[name]}
                 for name, size in BUCKET_SECONDS.items()],
     "REPLY": {reply.name: reply.value for reply in Reply},
+    "DEFAULT_QUEUE": DEFAULT_QUEUE,
 }
 
 
@@ -458,32 +463,41 @@ class Store:
                        f"of {wanted} replicas within {self.settings.redis_wait_timeout_s:g} s, so a failover now "
                        f"could undo it; check it with `python -m runner show {job_id}`")
 
-    async def claim(self, owner: str, free: int, scan: int) -> Claimed:
-        """Up to `free` due jobs taken for `owner` (see lua/claim.lua), and the ids asked to abort."""
+    async def claim(self, owner: str, free: Mapping[str, int], scan: int) -> Claimed:
+        """Due jobs taken for `owner`, up to `free[queue]` of each named queue, and the ids asked to abort
+        (see lua/claim.lua)."""
         now_ms = int(time.time() * 1000)
-        lease_ms = int(self.settings.lease_s * 1000)
-        args: list[str | int] = [now_ms, free, scan, lease_ms, owner, now_ms - ABORT_MAX_AGE_MS]
-        return claimed(await self._claim(keys=[self.keys.queue, self.keys.abort], args=args))
+        served = list(free)
+        args: list[str | int] = [now_ms, scan, owner, now_ms - ABORT_MAX_AGE_MS]
+        for name in served:
+            args += [free[name], self.lease_ms(name)]
+        keys = [self.keys.abort, *(self.keys.arq_queue(name) for name in served)]
+        return claimed(await self._claim(keys=keys, args=args), served)
 
-    async def leases(self, action: Lease, owner: str, job_ids: Iterable[str], client: Any = None) -> None:
-        """`renew` or `release` `owner`'s leases on `job_ids` (lua/lease.lua)."""
-        args: list[str | int] = [action, owner, int(time.time() * 1000), int(self.settings.lease_s * 1000), *job_ids]
-        await self._lease(keys=[self.keys.queue], args=args, client=client)
+    def lease_ms(self, queue: str) -> int:
+        return int(queues.lease_s(self.settings, queue) * 1000)
+
+    async def leases(self, action: Lease, owner: str, jobs: Mapping[str, str], client: Any = None) -> None:
+        """`renew` or `release` `owner`'s leases on `jobs` (job id -> its named queue; lua/lease.lua)."""
+        args: list[str | int] = [action, owner, int(time.time() * 1000)]
+        for job_id, queue in jobs.items():
+            args += [job_id, self.keys.arq_queue(queue), self.lease_ms(queue)]
+        await self._lease(args=args, client=client)
 
     async def release_parked(self, kind: str, name: str, client: Any = None) -> None:
         """Every job waiting on the running limit `kind`:`name` back to the queue (lua/release.lua), by
         the same unpark as a transition's; `client`: a pipeline that also changes the limit."""
         await self._release(args=[kind, name], client=client)
 
-    async def release(self, job_id: str, owner: str) -> None:
+    async def release(self, job_id: str, owner: str, queue: str) -> None:
         """Give up a claim that no transition ended: the job is due again at once."""
-        await self.leases("release", owner, [job_id])
+        await self.leases("release", owner, {job_id: queue})
 
-    async def drop(self, job_id: str, owner: str) -> None:
+    async def drop(self, job_id: str, owner: str, queue: str) -> None:
         """Take a claimed job off ARQ for good: its record is finished or gone, so there is nothing to run."""
         async with self.redis.pipeline(transaction=True) as pipe:
-            await self.leases("release", owner, [job_id], client=pipe)
-            pipe.zrem(self.keys.queue, job_id)
+            await self.leases("release", owner, {job_id: queue}, client=pipe)
+            pipe.zrem(self.keys.arq_queue(queue), job_id)
             pipe.zrem(self.keys.abort, job_id)
             pipe.delete(self.keys.arq_job(job_id), self.keys.arq_retry(job_id))
             await pipe.execute()

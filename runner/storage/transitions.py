@@ -12,7 +12,7 @@ from typing import Any
 import orjson
 from arq.jobs import serialize_job
 
-from ..models import ACTIVE, TERMINAL, Attempt, Job, JobStatus, Priority, Step, StepStatus
+from ..models import ACTIVE, TERMINAL, Attempt, Job, JobStatus, Priority, SpendCap, Step, StepStatus
 from . import counters as tally
 from .keys import Keys
 from .store import TransitionSpec, Who, dumps, encode
@@ -27,27 +27,28 @@ def queue_score(priority: Priority, now: datetime, aging_s: float) -> int:
     return int((now.timestamp() - ahead * aging_s) * 1000)
 
 
-def enqueue_calls(keys: Keys, job_id: str, priority: Priority, now: datetime, aging_s: float) -> list[list[Any]]:
+def enqueue_calls(keys: Keys, job_id: str, priority: Priority, now: datetime, aging_s: float,
+                  queue: str) -> list[list[Any]]:
     data = serialize_job(ARQ_FUNCTION, (), {}, None, int(now.timestamp() * 1000), serializer=orjson.dumps)
     return [
         ["DEL", keys.arq_result(job_id), keys.arq_retry(job_id), keys.arq_in_progress(job_id)],
         ["ZREM", keys.abort, job_id],
         ["SET", keys.arq_job(job_id), data.decode()],
-        ["ZADD", keys.queue, queue_score(priority, now, aging_s), job_id],
+        ["ZADD", keys.arq_queue(queue), queue_score(priority, now, aging_s), job_id],
     ]
 
 
-def dequeue_calls(keys: Keys, job_id: str) -> list[list[Any]]:
-    return [["ZREM", keys.queue, job_id], ["DEL", keys.arq_job(job_id), keys.arq_retry(job_id)]]
+def dequeue_calls(keys: Keys, job_id: str, queue: str) -> list[list[Any]]:
+    return [["ZREM", keys.arq_queue(queue), job_id], ["DEL", keys.arq_job(job_id), keys.arq_retry(job_id)]]
 
 
-def release_calls(keys: Keys, job_id: str, done: bool) -> list[list[Any]]:
+def release_calls(keys: Keys, job_id: str, done: bool, queue: str) -> list[list[Any]]:
     """The end of a worker's claim on a job: its lease goes; a job `done` also leaves ARQ for good
     (what ARQ's own finish_job would do), the others stay on ARQ's queue for their next run."""
     if not done:
         return [["DEL", keys.arq_in_progress(job_id)]]
     return [["DEL", keys.arq_in_progress(job_id), keys.arq_job(job_id), keys.arq_retry(job_id)],
-            ["ZREM", keys.queue, job_id], ["ZREM", keys.abort, job_id]]
+            ["ZREM", keys.arq_queue(queue), job_id], ["ZREM", keys.abort, job_id]]
 
 
 def fresh_steps(names: list[str] | tuple[str, ...]) -> list[Step]:
@@ -86,7 +87,7 @@ def create(job: Job, keys: Keys, aging_s: float, by: str) -> TransitionSpec:
         "metrics": counters(job, "submitted"),
         "event": {"event": "submitted"},
         "audit": {"action": "submit", "by": by},
-        "calls": enqueue_calls(keys, job.id, job.priority, job.queued_at, aging_s),
+        "calls": enqueue_calls(keys, job.id, job.priority, job.queued_at, aging_s, job.queue),
         "wake": True,
     }
 
@@ -147,10 +148,11 @@ def fail(job: Job, record: Attempt, now: datetime, keys: Keys, retry_at: datetim
     if retry_at:
         fields["next_attempt_at"] = retry_at
         due_ms = int(retry_at.timestamp() * 1000)
-        status, metric, calls = JobStatus.retrying, "retried", [["ZADD", keys.queue, "XX", due_ms, job.id]]
+        status, metric = JobStatus.retrying, "retried"
+        calls = [["ZADD", keys.arq_queue(job.queue), "XX", due_ms, job.id]]
     else:
         fields["completed_at"] = now
-        status, metric, calls = JobStatus.failed, "failed", dequeue_calls(keys, job.id)
+        status, metric, calls = JobStatus.failed, "failed", dequeue_calls(keys, job.id, job.queue)
     return {
         "from": [job.status], "match": {"attempts": job.attempts}, "who": who(job),
         "set": encode(fields), "status": status,
@@ -172,7 +174,7 @@ def cancelled(job: Job, now: datetime, keys: Keys, by: str | None = None,
         "from": [job.status], "match": {"attempts": job.attempts}, "who": who(job),
         "set": encode(fields), "status": JobStatus.cancelled, "metrics": counters(job, "cancelled"),
         "event": {"event": "cancelled", "by": by or job.cancel_requested_by or "", "step": job.current_step or ""},
-        "calls": [] if record else dequeue_calls(keys, job.id),
+        "calls": [] if record else dequeue_calls(keys, job.id, job.queue),
     }
     if by:
         spec["audit"] = {"action": "cancel", "by": by}
@@ -198,7 +200,7 @@ def handback(job: Job, record: Attempt, now: datetime, keys: Keys, aging_s: floa
         "set": encode({"updated_at": now, "eta": None, f"attempt:{record.number}": record}),
         "incr": {"attempts": -1}, "status": JobStatus.queued,
         "event": {"event": "handed_back", "attempt": record.number},
-        "calls": [["ZADD", keys.queue, "XX", queue_score(job.priority, now, aging_s), job.id]],
+        "calls": [["ZADD", keys.arq_queue(job.queue), "XX", queue_score(job.priority, now, aging_s), job.id]],
     }
 
 
@@ -214,19 +216,20 @@ def lost(job: Job, record: Attempt, now: datetime, keys: Keys, aging_s: float) -
                 "set": encode({"updated_at": now, "eta": None, "last_error": record.error,
                                f"attempt:{record.number}": record}),
                 "status": JobStatus.queued, "event": {"event": "lost", "attempt": record.number},
-                "calls": enqueue_calls(keys, job.id, job.priority, now, aging_s), "wake": True}
+                "calls": enqueue_calls(keys, job.id, job.priority, now, aging_s, job.queue), "wake": True}
     spec["absent"] = [in_progress]
     spec["metrics"] = spec.get("metrics", {}) | counters(job, "lost")
     return spec
 
 
-def unreadable(job_id: str, error: str, now: datetime, keys: Keys) -> TransitionSpec:
-    """A record that no longer parses as a Job (edited by hand, or written by another version)."""
+def unreadable(job_id: str, error: str, now: datetime, keys: Keys, queue: str) -> TransitionSpec:
+    """A record that no longer parses as a Job (edited by hand, or written by another version), claimed
+    from `queue`."""
     return {
         "from": ACTIVE_NAMES, "status": JobStatus.failed,
         "set": encode({"last_error": f"job record unreadable: {error[:500]}", "completed_at": now, "updated_at": now}),
         "event": {"event": "failed", "error": "job record unreadable"},
-        "calls": dequeue_calls(keys, job_id),
+        "calls": dequeue_calls(keys, job_id, queue),
     }
 
 
@@ -242,17 +245,18 @@ def orphaned(job: Job, now: datetime, keys: Keys, aging_s: float) -> TransitionS
         spec = {"from": [job.status], "match": {"attempts": job.attempts}, "status": JobStatus.queued,
                 "set": encode({"updated_at": now, "last_error": record.error, f"attempt:{record.number}": record}),
                 "event": {"event": "lost", "attempt": record.number},
-                "calls": enqueue_calls(keys, job.id, job.priority, now, aging_s), "wake": True}
+                "calls": enqueue_calls(keys, job.id, job.priority, now, aging_s, job.queue), "wake": True}
     spec["incr"] = {"attempts": 1}
-    spec["not_in"] = [keys.queue]
+    spec["not_in"] = [keys.arq_queue(job.queue)]
     spec["unless"] = "waiting_reason"
     spec["metrics"] = spec.get("metrics", {}) | counters(job, "lost")
     return spec
 
 
 def retry(job: Job, by: str, now: datetime, keys: Keys, steps: tuple[str, ...], attempts: int,
-          aging_s: float) -> TransitionSpec:
-    """A manual retry of a failed or cancelled job: the same id, queued again with fresh attempts.
+          aging_s: float, caps: SpendCap | None = None) -> TransitionSpec:
+    """A manual retry of a failed or cancelled job: the same id, queued again with fresh attempts (and the
+    spend caps `caps`, when given). Its checkpoints stay: it resumes after the last one.
 
     Refused while ARQ still holds the last attempt (its in-progress key): ARQ's own clean-up of that
     attempt would otherwise delete the job just queued again.
@@ -262,6 +266,7 @@ def retry(job: Job, by: str, now: datetime, keys: Keys, steps: tuple[str, ...], 
         "max_attempts": job.attempts + attempts, "progress": 0.0, "current_step": None, "steps": fresh_steps(steps),
         "started_at": None, "completed_at": None, "eta": None, "last_error": None, "result": None,
         "cancel_requested_by": None, "cancel_requested_at": None, "next_attempt_at": None,
+        **(caps.model_dump() if caps else {}),
     }
     return {
         "from": [JobStatus.failed, JobStatus.cancelled], "match": {"attempts": job.attempts},
@@ -269,7 +274,7 @@ def retry(job: Job, by: str, now: datetime, keys: Keys, steps: tuple[str, ...], 
         "set": encode(fields), "status": JobStatus.queued, "metrics": counters(job, "manual_retry"),
         "event": {"event": "retried", "by": by},
         "audit": {"action": "retry", "by": by},
-        "calls": [["DEL", keys.artifact(job.id)], *enqueue_calls(keys, job.id, job.priority, now, aging_s)],
+        "calls": [["DEL", keys.artifact(job.id)], *enqueue_calls(keys, job.id, job.priority, now, aging_s, job.queue)],
         "wake": True,
     }
 

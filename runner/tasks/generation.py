@@ -1,29 +1,31 @@
 """What every generative task type shares, so that each type is a declaration: prompts built from the
-payload, output asked for in parts (a step each, with real progress), completed parts kept in Redis so a
-retry resumes after the last one, streamed text kept as partial output, and usage recorded per call.
+payload, output asked for in parts (a step each, with real progress), each completed part a checkpoint
+(ctx.run) so that a retry, a lost worker or a deploy resumes after the last one, streamed text kept as
+partial output, and usage recorded per call (by the LLM client).
 """
 from __future__ import annotations
 
 from collections.abc import Callable, Sequence
 from dataclasses import dataclass
-from typing import Any, Generic, TypeVar
+from functools import partial
+from typing import TYPE_CHECKING, Any, Generic, TypeVar
 
-import orjson
-from pydantic import BaseModel, ConfigDict, Field, ValidationError
+from pydantic import BaseModel, ConfigDict, Field
 
 from ..context import TaskContext
 from ..llm import LLM_SETTINGS
 from ..registry import Backoff, TaskFunction, task
-from ..storage.keys import Keys
 from ..web import sources
-from ..worker.runtime import Runtime, runtime
+from ..worker.runtime import runtime
+
+if TYPE_CHECKING:
+    from ..llm.client import LLM
 
 P = TypeVar("P", bound=BaseModel)
 R = TypeVar("R", bound=BaseModel)
 Done = dict[str, Any]  # part key -> its reply, an instance of the part's model
 GATHER = "Gather context"
 CONTEXT_CHARS = 12_000
-FINISHED_PARTS_TTL_S = 3600
 BACKOFF = Backoff(base_s=2.0, factor=4.0)
 LANGUAGE = " Write every text field in the brief's language. Be specific to the brief; no generic filler."
 
@@ -80,31 +82,31 @@ def generative(name: str, *, payload: type[P], result: type[R], role: str, steps
     run.__name__ = run.__qualname__ = name.lower()
     declared = [GATHER, *steps] if sources else list(steps)
     return task(name, payload=payload, steps=declared, timeout_s=timeout_s, max_attempts=max_attempts,
-                backoff=BACKOFF, description=description, requires=LLM_SETTINGS)(run)
+                backoff=BACKOFF, description=description, requires=LLM_SETTINGS, queue="generation")(run)
 
 
 async def generate(ctx: TaskContext, brief: P, recipe: Recipe[P, R]) -> dict[str, Any]:
-    session = await Session.open(ctx, runtime())
+    rt = runtime()
+    llm = rt.llm()  # fails the job at once (Fatal) when this worker has no endpoint
     context: list[str] = []
     if recipe.sources:
         async with ctx.step(GATHER):
             owner = sources.job_owner(ctx)
-            context = await sources.context(session.rt.redis, session.rt.prefix, owner, recipe.sources(brief))
+            context = await sources.context(rt.redis, rt.prefix, owner, recipe.sources(brief))
     parts = recipe.plan(brief)
-    done = session.resumed(parts)
-    if done:
-        await ctx.save_partial(f"[resumed with {len(done)} of {len(parts)} parts from the last attempt]\n", append=True)
+    kept = set(await ctx.checkpointed())
+    if resumed := sum(part.key in kept for part in parts):
+        await ctx.save_partial(f"[resumed with {resumed} of {len(parts)} parts from the last attempt]\n", append=True)
+    done: Done = {}
     for step in recipe.steps:
         group = [part for part in parts if part.step == step]
         async with ctx.step(step):
             for index, part in enumerate(group):
-                if part.key not in done:
-                    messages = prompt(recipe.role, brief, part.instruction(done), context)
-                    done[part.key] = await session.ask(part, messages, index, len(group))
+                messages = prompt(recipe.role, brief, part.instruction(done), context)
+                asking = partial(ask, ctx, llm, part, messages, index, len(group))
+                done[part.key] = await ctx.run(part.key, asking, model=part.model)
                 await ctx.progress((index + 1) / len(group) * 100)
-    result = recipe.assemble(brief, done)
-    await session.finish()
-    return result.model_dump(mode="json")
+    return recipe.assemble(brief, done).model_dump(mode="json")
 
 
 def prompt(role: str, brief: BaseModel, instruction: str, context: Sequence[str]) -> list[dict[str, str]]:
@@ -120,67 +122,17 @@ def prompt(role: str, brief: BaseModel, instruction: str, context: Sequence[str]
     return [{"role": "system", "content": role + LANGUAGE}, {"role": "user", "content": f"{user}Task: {instruction}"}]
 
 
-class Session:
-    """One attempt's generation: the LLM, the parts kept from earlier attempts, usage recording."""
+async def ask(ctx: TaskContext, llm: LLM, part: Part, messages: list[dict[str, str]], index: int,
+              count: int) -> BaseModel:
+    """One part asked of the model, its reply streamed into the partial output; the LLM client records its
+    usage against the job (step and checkpoint name) and holds it to the job's spend caps."""
+    received = 0
 
-    def __init__(self, ctx: TaskContext, rt: Runtime, task_type: str, user: str, kept: dict[str, str]) -> None:
-        self.ctx, self.rt = ctx, rt
-        self.llm = rt.llm()
-        self.task_type, self.user = task_type, user
-        self.kept = kept
-        self.key = Keys(rt.prefix, rt.settings.queue_name).parts(ctx.job_id)
+    async def on_text(delta: str) -> None:
+        nonlocal received
+        received += len(delta)
+        await ctx.save_partial(delta, append=True)
+        await ctx.progress((index + min(0.9, received / part.expect_chars)) / count * 100)
 
-    @classmethod
-    async def open(cls, ctx: TaskContext, rt: Runtime) -> Session:
-        """Read who the job is for, its usage so far (so this attempt adds to it) and its kept parts."""
-        rt.llm()
-        keys = Keys(rt.prefix, rt.settings.queue_name)
-        async with rt.redis.pipeline(transaction=False) as pipe:
-            pipe.hmget(keys.job(ctx.job_id), ["type", "user_id", "tokens_in", "tokens_out", "cost_usd"])
-            pipe.hgetall(keys.parts(ctx.job_id))
-            fields, kept = await pipe.execute()
-        task_type, user, tokens_in, tokens_out, cost = (orjson.loads(v) if v else None for v in fields)
-        if ctx.usage is None:
-            ctx.usage = {"tokens_in": tokens_in or 0, "tokens_out": tokens_out or 0, "cost_usd": cost or 0.0}
-        return cls(ctx, rt, task_type or "", user or "", kept)
-
-    def resumed(self, parts: list[Part]) -> Done:
-        """The kept parts that still fit their model (a changed model means asking again)."""
-        done: Done = {}
-        for part in parts:
-            if part.key in self.kept:
-                try:
-                    done[part.key] = part.model.model_validate_json(self.kept[part.key])
-                except ValidationError:
-                    continue
-        return done
-
-    async def ask(self, part: Part, messages: list[dict[str, str]], index: int, count: int) -> BaseModel:
-        from ..llm import usage
-
-        received = 0
-
-        async def on_text(delta: str) -> None:
-            nonlocal received
-            received += len(delta)
-            await self.ctx.save_partial(delta, append=True)
-            await self.ctx.progress((index + min(0.9, received / part.expect_chars)) / count * 100)
-
-        async def on_call(call: usage.Call) -> None:
-            call = call.model_copy(update={"step": part.step, "part": part.key})
-            await self.ctx.record_usage(call.tokens_in, call.tokens_out, call.cost_usd)
-            await usage.record(self.rt.redis, self.rt.prefix, self.ctx.job_id, self.task_type, self.user, call,
-                               self.rt.settings.retention_days * 86400)
-
-        await self.ctx.save_partial(f"\n## {part.step}: {part.key}\n", append=True)
-        reply = await self.llm.generate(messages, part.model, on_text=on_text, on_call=on_call)
-        async with self.rt.redis.pipeline(transaction=True) as pipe:
-            pipe.hset(self.key, part.key, reply.value.model_dump_json())
-            pipe.expire(self.key, int(self.rt.settings.retention_days * 86400))
-            await pipe.execute()
-        return reply.value
-
-    async def finish(self) -> None:
-        """The result is built: its parts are needed only if writing the completion fails and the job
-        runs again, so they are kept a short while, not for the whole retention."""
-        await self.rt.redis.expire(self.key, FINISHED_PARTS_TTL_S)
+    await ctx.save_partial(f"\n## {part.step}: {part.key}\n", append=True)
+    return (await llm.generate(messages, part.model, on_text=on_text)).value

@@ -41,7 +41,8 @@ def item(entry: Any) -> sources.FeedItem:
 
 
 @task("SYNC_RSS", payload=RssPayload, steps=["Fetch", "Parse", "Store new items"], timeout_s=120, max_attempts=3,
-      backoff=Backoff(base_s=2.0), description="Read an RSS/Atom feed and keep its new items as context.")
+      backoff=Backoff(base_s=2.0), description="Read an RSS/Atom feed and keep its new items as context.",
+      queue="scraping")
 async def sync_rss(ctx: TaskContext, payload: RssPayload) -> dict[str, object]:
     rt = runtime()
     url = sources.canonical(payload.url)

@@ -30,7 +30,8 @@ def extract(html: bytes, url: str) -> dict[str, str | None]:
 
 
 @task("SCRAPE_WEBSITE", payload=ScrapePayload, steps=["Fetch", "Extract", "Store"], timeout_s=120, max_attempts=3,
-      backoff=Backoff(base_s=2.0), description="Fetch a web page and keep its readable text as context.")
+      backoff=Backoff(base_s=2.0), description="Fetch a web page and keep its readable text as context.",
+      queue="scraping")
 async def scrape_website(ctx: TaskContext, payload: ScrapePayload) -> dict[str, object]:
     rt = runtime()
     url = sources.canonical(payload.url)

@@ -24,7 +24,7 @@ import orjson
 from arq.connections import RedisSettings
 from arq.worker import func
 
-from .. import registry
+from .. import queues, registry
 from ..client.facade import AsyncClient
 from ..client.schedules import Scheduler
 from ..notify.service import Notifying
@@ -52,8 +52,7 @@ async def start(ctx: dict[str, Any], s: Settings) -> None:
     """Wire one Taskdeck worker: everything it adds to ARQ lives in its ctx and in this, its main
     task's, context (wake.attach, logs.hide_arq_job_lines), never in ARQ's module."""
     logs.configure(s.log_json)
-    if not s.log_arq_jobs:
-        ctx["taskdeck_quiet"] = logs.hide_arq_job_lines()
+    ctx["taskdeck_quiet"] = logs.hide_arq_job_lines(job_lines=not s.log_arq_jobs)
     wakeup = wake.attach(ctx, s.poll_delay_s)
     if s.redis_sentinels:
         await sentinel.arm(ctx["redis"], retry=reconnecting(), retry_on_error=RECONNECT_ERRORS)
@@ -62,6 +61,8 @@ async def start(ctx: dict[str, Any], s: Settings) -> None:
         logger.error("refusing to start: this Redis can lose jobs: %s (TASKDECK_PRODUCTION is set)", "; ".join(found))
         raise SystemExit(1)
     state = WorkerState(store, f"{socket.gethostname()}-{os.getpid()}-{uuid.uuid4().hex[:6]}")
+    state.queues = queues.served(s, registry.queue_names())
+    logger.info("serving queues %s", ", ".join(f"{name} ({slots} slots)" for name, slots in state.queues.items()))
     ctx["taskdeck"] = state
     state.client = AsyncClient(s)
     await Scheduler(state.client).seed(s.schedules)
@@ -121,7 +122,7 @@ def worker_settings(s: Settings, on_startup: Callable[[dict[str, Any]], Awaitabl
         "on_shutdown": shutdown,
         "job_serializer": orjson.dumps,
         "job_deserializer": orjson.loads,
-        "max_jobs": s.max_jobs,
+        "max_jobs": sum(queues.served(s, registry.queue_names()).values()),  # per queue: claim.free_slots
         "poll_delay": 0,  # ARQ's timer only yields; claim.py waits s.poll_delay_s or for a wake-up (wake.py)
         "job_completion_wait": s.shutdown_grace_s,
         "allow_abort_jobs": True,

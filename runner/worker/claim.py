@@ -58,28 +58,35 @@ def taskdeck_state(worker: Worker) -> WorkerState | None:
     return state if isinstance(state, WorkerState) else None
 
 
-def free_slots(worker: Worker, state: WorkerState) -> int:
-    """Slots not running a task: a job writing its end already counts as gone (execution.end)."""
+def free_slots(worker: Worker, state: WorkerState) -> dict[str, int]:
+    """Per served queue, its slots not running a task: a job writing its end already counts as gone
+    (execution.end). One queue's free slots are never given to another's jobs."""
     if not worker.allow_pick_jobs:
-        return 0
-    free = worker.max_jobs - worker.job_counter + state.ending
+        return dict.fromkeys(state.queues, 0)
+    free = {name: max(slots - state.busy[name] + state.ending[name], 0) for name, slots in state.queues.items()}
     if worker.burst and worker.max_burst_jobs >= 0:
-        free = min(free, worker.max_burst_jobs - worker._jobs_started())
-    return max(free, 0)
+        left = max(worker.max_burst_jobs - worker._jobs_started(), 0)
+        free = {name: min(slots, left) for name, slots in free.items()}
+    return free
 
 
 def start(worker: Worker, state: WorkerState, claim: Claim) -> None:
     worker.job_counter += 1
+    state.claimed[claim.job_id] = claim.queue
+    state.busy[claim.queue] += 1
     task = asyncio.create_task(run(worker, state, claim))
     worker.tasks[claim.job_id] = task
-    task.add_done_callback(lambda done: finished(worker, claim.job_id, done))
+    task.add_done_callback(lambda done: finished(worker, state, claim, done))
 
 
-def finished(worker: Worker, job_id: str, task: asyncio.Task[None]) -> None:
+def finished(worker: Worker, state: WorkerState, claim: Claim, task: asyncio.Task[None]) -> None:
     """A slot frees the moment its task ends (ARQ's own poll looks for ended tasks one by one)."""
     worker.job_counter -= 1
-    if worker.tasks.get(job_id) is task:
-        del worker.tasks[job_id]
+    state.busy[claim.queue] -= 1
+    if state.claimed.get(claim.job_id) == claim.queue:
+        del state.claimed[claim.job_id]
+    if worker.tasks.get(claim.job_id) is task:
+        del worker.tasks[claim.job_id]
 
 
 async def run(worker: Worker, state: WorkerState, claim: Claim) -> None:

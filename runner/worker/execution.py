@@ -4,17 +4,19 @@ from __future__ import annotations
 import asyncio
 import logging
 import traceback
+from collections import Counter
 from datetime import datetime, timedelta
 from typing import Any
 
 import orjson
 from pydantic import ValidationError
 
-from .. import registry
+from .. import context, queues, registry
 from ..context import TaskContext
 from ..errors import Fatal, UnknownTaskType
-from ..models import Attempt, Job, JobStatus, StepStatus, utcnow
+from ..models import Attempt, Job, JobStatus, SpendCap, StepStatus, utcnow
 from ..storage import transitions
+from ..storage.checkpoints import RedisCheckpoints
 from ..storage.store import Claim, Outcome, Store, TransitionSpec, decode, dumps
 from . import wake
 from .logs import log_transition
@@ -30,7 +32,11 @@ class WorkerState:
         self.id = worker_id
         self.running: dict[str, int] = {}
         self.aborting: set[str] = set()
-        self.ending = 0
+        self.queues: dict[str, int] = {queues.DEFAULT: store.settings.max_jobs}  # served queue -> its slots
+        self.claimed: dict[str, str] = {}  # job id -> its queue, from its claim until its task ends
+        self.busy: Counter[str] = Counter()  # claims held per queue
+        self.ending: Counter[str] = Counter()  # per queue, jobs writing their end: their slots count as free
+        self.counts: Counter[tuple[str, str]] = Counter()  # (queue, outcome) since start: the stats line
         self.client: Any = None
         self.done = 0
         self.failed = 0
@@ -50,12 +56,13 @@ async def execute(state: WorkerState, claim: Claim) -> None:
     try:
         job = decode(claim.record) if claim.record else None
     except (ValidationError, orjson.JSONDecodeError) as e:
-        if not await end(state, job_id, transitions.unreadable(job_id, str(e), utcnow(), state.store.keys)):
-            await state.store.drop(job_id, state.id)
+        spec = transitions.unreadable(job_id, str(e), utcnow(), state.store.keys, claim.queue)
+        if not await end(state, job_id, spec):
+            await state.store.drop(job_id, state.id, claim.queue)
         logger.error("job %s: its record cannot be read (%s); failed", job_id, e)
         return
     if job is None or job.status.terminal:
-        await state.store.drop(job_id, state.id)
+        await state.store.drop(job_id, state.id, claim.queue)
         return
     if job.cancel_requested_by:
         await finish(state, job, transitions.cancelled(job, utcnow(), state.store.keys))
@@ -72,9 +79,10 @@ async def execute(state: WorkerState, claim: Claim) -> None:
         return
     started = await begin(state, job, task_type.steps, lost, claim.score)
     if started is None:
-        await state.store.release(job.id, state.id)
+        await state.store.release(job.id, state.id, claim.queue)
         return
     state.running[job.id] = started.attempts
+    state.counts[job.queue, "lost"] += lost is not None
     try:
         await attempt(state, started, task_type, payload)
     finally:
@@ -114,10 +122,13 @@ async def attempt(state: WorkerState, job: Job, task_type: registry.TaskType, pa
         flush=lambda fields: state.store.apply(job.id, transitions.progress(job.attempts, fields, job)),
         is_cancel_requested=lambda: cancel_requested(state, job.id),
         interval=settings.progress_interval_s, partial_cap=settings.max_partial_bytes,
-        user_id=job.user_id, org_id=job.org_id,
+        user_id=job.user_id, org_id=job.org_id, task_type=job.type,
+        checkpoints=RedisCheckpoints(state.store.redis, state.store.keys, job.id, settings.retention_days * 86400),
+        caps=SpendCap(max_tokens=job.max_tokens, max_cost_usd=job.max_cost_usd),
     )
     ctx.usage = {"tokens_in": job.tokens_in, "tokens_out": job.tokens_out, "cost_usd": job.cost_usd}
     deadline = asyncio.timeout(task_type.timeout_s)
+    running = context.current.set(ctx)  # the LLM client records usage and checks caps against it
     try:
         async with deadline:
             result = await task_type.function(ctx, payload)
@@ -131,6 +142,7 @@ async def attempt(state: WorkerState, job: Job, task_type: registry.TaskType, pa
     else:
         await completed(state, job, ctx, result)
     finally:
+        context.current.reset(running)
         ctx.stop()
 
 
@@ -154,6 +166,7 @@ async def completed(state: WorkerState, job: Job, ctx: TaskContext, result: Any)
     spec = transitions.complete(job, entry, result, utcnow(), state.store.keys, settings.max_result_bytes)
     if await finish(state, job, spec, ctx):
         state.done += 1
+        state.counts[job.queue, "completed"] += 1
         log_transition(job, "completed", f"in {ran_s(job, now):.2f} s")
 
 
@@ -168,6 +181,7 @@ async def failed(state: WorkerState, job: Job, ctx: TaskContext, error: str, out
         retry_at = now + timedelta(seconds=delay)
     if await finish(state, job, transitions.fail(job, entry, utcnow(), state.store.keys, retry_at), ctx):
         state.failed += retry_at is None
+        state.counts[job.queue, "retried" if retry_at else "failed"] += 1
         follow = f"retrying in {(retry_at - now).total_seconds():.1f} s" if retry_at else "no attempts left"
         log_transition(job, "retrying" if retry_at else "failed", f"{error}; {follow}", level=logging.WARNING)
 
@@ -190,6 +204,7 @@ async def interrupted(state: WorkerState, job: Job, ctx: TaskContext) -> None:
         entry = record(job, ctx, utcnow(), "cancelled", StepStatus.skipped,
                        f"cancelled by {current.cancel_requested_by}")
         if await finish(state, current, transitions.cancelled(current, now, state.store.keys, record=entry), ctx):
+            state.counts[job.queue, "cancelled"] += 1
             log_transition(job, "cancelled", f"by {current.cancel_requested_by} at step {ctx.current_step or '-'}")
         return
     entry = record(job, ctx, utcnow(), "handed back", StepStatus.pending, "worker shut down")
@@ -205,7 +220,7 @@ async def finish(state: WorkerState, job: Job, spec: TransitionSpec, ctx: TaskCo
     if await end(state, job.id, spec):
         return True
     logger.info("job %s: no longer %s; leaving it", job.id, job.status)
-    await state.store.release(job.id, state.id)
+    await state.store.release(job.id, state.id, state.claimed.get(job.id, job.queue))
     return False
 
 
@@ -216,13 +231,15 @@ async def end(state: WorkerState, job_id: str, spec: TransitionSpec) -> bool:
     The job's slot counts as free from here (`ending`): the next claim goes out beside this write
     instead of after it.
     """
-    spec["calls"] = spec.get("calls", []) + transitions.release_calls(state.store.keys, job_id, spec["status"].terminal)
-    state.ending += 1
+    queue = state.claimed.get(job_id, queues.DEFAULT)
+    done = spec["status"].terminal
+    spec["calls"] = spec.get("calls", []) + transitions.release_calls(state.store.keys, job_id, done, queue)
+    state.ending[queue] += 1
     wake.nudge()
     try:
-        outcome = await asyncio.shield(state.store.apply(job_id, spec, replicated=spec["status"].terminal))
+        outcome = await asyncio.shield(state.store.apply(job_id, spec, replicated=done))
     finally:
-        state.ending -= 1
+        state.ending[queue] -= 1
     return warn_short(outcome).applied
 
 

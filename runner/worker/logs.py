@@ -32,11 +32,14 @@ def configure(json_lines: bool) -> None:
 
 
 class Quiet:
-    """One Taskdeck worker's say over ARQ's per-job lines; `close` at its shutdown, so that a context
-    it leaves behind (a `worker.main()` awaited in the caller's own task) silences nothing after it."""
+    """One Taskdeck worker's say over ARQ's lines; `close` at its shutdown, so that a context it leaves behind
+    (a `worker.main()` awaited in the caller's own task) silences nothing after it. `job_lines`: drop ARQ's
+    per-job lines too (TASKDECK_LOG_ARQ_JOBS keeps them); ARQ's health line always goes, for Taskdeck's own
+    stats line (heartbeat.stats_line): ARQ's counts failed attempts as complete and cancels as retries."""
 
-    def __init__(self) -> None:
+    def __init__(self, job_lines: bool = True) -> None:
         self.active = True
+        self.job_lines = job_lines
 
     def close(self) -> None:
         self.active = False
@@ -46,29 +49,33 @@ quiet: ContextVar[Quiet | None] = ContextVar("taskdeck_quiet_arq_job_lines", def
 
 
 class WithoutArqJobLines(logging.Filter):
-    """Drops ARQ's INFO lines per job ("→ id:taskdeck()", "← ... ●") emitted inside a Taskdeck worker:
-    Taskdeck logs each transition itself, with the real outcome, and the extra lines cost a noticeable
-    share of a short job's CPU. The `arq.worker` logger is ARQ's and shared by every worker in the
-    process, so the filter asks the emitting task's context: records of any other worker pass.
+    """Drops ARQ's INFO lines per job ("→ id:taskdeck()", "← ... ●") and its health line emitted inside a
+    Taskdeck worker: Taskdeck logs each transition itself, with the real outcome, and its own stats line;
+    the per-job lines cost a noticeable share of a short job's CPU. The `arq.worker` logger is ARQ's and
+    shared by every worker in the process, so the filter asks the emitting task's context: records of any
+    other worker pass.
 
-    Taskdeck workers start jobs through claim.py, not ARQ's run_job, so today they emit none of these
-    lines; the filter keeps it so should ARQ's path ever run a Taskdeck job."""
+    Taskdeck workers start jobs through claim.py, not ARQ's run_job, so today they emit no per-job
+    lines; the filter keeps them out should ARQ's path ever run a Taskdeck job."""
 
     def filter(self, record: logging.LogRecord) -> bool:
-        if record.levelno > logging.INFO or not str(record.msg).startswith("%6.2fs"):
+        if record.levelno > logging.INFO:
             return True
         scope = quiet.get()
-        return scope is None or not scope.active
+        if scope is None or not scope.active:
+            return True
+        text = str(record.msg)
+        return not (text.startswith("recording health") or (scope.job_lines and text.startswith("%6.2fs")))
 
 
 ARQ_JOB_LINES = WithoutArqJobLines()
 
 
-def hide_arq_job_lines() -> Quiet:
-    """Drop ARQ's per-job lines for the worker whose startup calls this (its main task's context and the
-    job tasks started from it), and only for it."""
+def hide_arq_job_lines(job_lines: bool = True) -> Quiet:
+    """Drop ARQ's health line, and its per-job lines unless `job_lines` is false, for the worker whose
+    startup calls this (its main task's context and the job tasks started from it), and only for it."""
     logging.getLogger("arq.worker").addFilter(ARQ_JOB_LINES)  # one instance: adding it again is a no-op
-    scope = Quiet()
+    scope = Quiet(job_lines)
     quiet.set(scope)
     return scope
 

@@ -116,7 +116,7 @@ def test_a_worker_killed_mid_generation_resumes_after_its_kept_parts(client: Cli
     job = client.submit("GENERATE_VIRAL_IDEAS", BRIEF, user=USER)
     wait_until(lambda: "## Ideas: ideas:1" in (client.get(job.id).partial or ""), GENERATION_S,
                "the second part to start", every=0.05)
-    kept = r.hget(f"taskdeck:parts:{job.id}", "angles")
+    kept = r.hget(f"taskdeck:checkpoints:{job.id}", "angles")
     asked_before = [c.part for c in status.job_usage(client.settings, job.id).calls]
     assert kept and asked_before.count("angles") >= 1 and "ideas:1" not in asked_before
     first.send_signal(signal.SIGKILL)
@@ -126,7 +126,7 @@ def test_a_worker_killed_mid_generation_resumes_after_its_kept_parts(client: Cli
     done = finished(client, job.id)
     assert done.status is JobStatus.completed and done.attempts == 2, (done.last_error, done.partial)
     assert "[resumed with 1 of 2 parts from the last attempt]" in done.partial
-    assert done.result["angles"] == json.loads(kept)["angles"], "the kept part should be used as it was"
+    assert done.result["angles"] == json.loads(kept)["value"]["angles"], "the kept part should be used as it was"
     asked = [c.part for c in status.job_usage(client.settings, job.id).calls]
     assert asked.count("angles") == asked_before.count("angles"), "the kept part was asked for again"
     assert "ideas:1" in asked

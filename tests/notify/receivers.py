@@ -77,8 +77,9 @@ class Received:
         return json.loads(self.body)
 
     @property
-    def id(self) -> str:
-        return self.headers["webhook-id"]
+    def id(self) -> str | None:
+        """The Standard Webhooks message id; a Slack-style post has none."""
+        return self.headers.get("webhook-id")
 
 
 @dataclass
@@ -112,7 +113,7 @@ class Receiver:
                 except WebhookVerificationError as e:
                     self.refused.append((got, str(e)))
                     return 400
-            if any(seen.id == got.id and seen.path == got.path for seen in self.accepted):
+            if got.id and any(seen.id == got.id and seen.path == got.path for seen in self.accepted):
                 self.duplicates.append(got)
                 return 200
             self.accepted.append(got)

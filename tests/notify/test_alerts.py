@@ -27,11 +27,13 @@ from runner.storage.keys import Keys
 from runner.storage.store import Store
 from runner.web import sources
 from tests.conftest import ROOT, WorkerFactory
+from tests.notify.receivers import Receiver, SMTPServer, receiver, smtp_server
 from tests.polling import wait_until
 
 KEYS = Keys("taskdeck:")
 ADMIN = "admin@local"
 INBOX = [Target(channel=Channel.inbox, address=ADMIN)]
+__all__ = ["receiver", "smtp_server"]  # fixtures
 FAST = {"TASKDECK_ALERT_INTERVAL_S": "0.2"}  # a worker evaluates once per heartbeat (lease_s 3: every 1 s)
 T0 = datetime(2026, 1, 1, tzinfo=UTC)
 
@@ -353,3 +355,28 @@ async def test_while_it_fires_it_is_said_again_after_repeat_s(store: Store, r: r
                     for raw in r.hvals(KEYS.inbox_notes(ADMIN)))  # type: ignore[union-attr]
     assert [title for _, title in titles] == ["Alert: no worker", "Still firing: no worker"]
     assert state(r, "nobody")["incidents"] == 1
+
+
+def test_an_alert_reaches_email_and_slack_through_the_workers_outbox(start_worker: WorkerFactory, r: redis.Redis,
+                                                                     smtp_server: SMTPServer,
+                                                                     receiver: Receiver) -> None:
+    """One incident, end to end: a real backlog, a worker evaluates the rule, the outbox sends a firing and a
+    resolution mail over SMTP and posts both to a Slack-compatible receiver."""
+    allow = {"TASKDECK_FETCH_ALLOW": '["127.0.0.1"]', "TASKDECK_NOTIFY_BACKOFF_S": "0.05"}
+    with Client(Settings(fetch_allow=["127.0.0.1"])) as admin:
+        targets = [Target(channel=Channel.email, address="oncall@x.io"),
+                   Target(channel=Channel.slack, address=f"{receiver.url}/slack")]
+        admin.set_alert_rule(AlertRule(id="mail", kind="queue_depth", params={"over": 1}, targets=targets))
+        start_worker(TASKDECK_MAX_JOBS="1", **FAST, **allow, **smtp_server.settings)
+        jobs = [admin.submit("TEST_SLEEP", {"seconds": 120}) for _ in range(3)]  # 1 runs, 2 wait
+        wait_until(lambda: len(smtp_server.mailbox.messages) >= 1 and receiver.at("/slack"), 30, "the firing notice")
+        for job in jobs:
+            admin.cancel(job.id)
+        wait_until(lambda: len(smtp_server.mailbox.messages) >= 2 and len(receiver.at("/slack")) >= 2, 30,
+                   "the resolution")
+    subjects = [str(m["subject"]) for m in smtp_server.mailbox.messages]
+    assert subjects == ["Alert: queue depth", "Resolved: queue depth"]
+    assert smtp_server.mailbox.recipients == [["oncall@x.io"], ["oncall@x.io"]]
+    texts = [post.json["text"] for post in receiver.at("/slack")]
+    assert len(texts) == 2 and "2 jobs waiting in queue default" in texts[0] and "resolved" in texts[1].lower(), texts
+    assert state(r, "mail")["incidents"] == 1

@@ -74,7 +74,8 @@ BUILT = {
     "llm_modes": (("api.x.io/v1",), "taskdeck:llm:modes:api.x.io/v1"),
     "llm_usage": (("j1",), "taskdeck:llm:usage:j1"),
     "llm_calls": (("j1",), "taskdeck:llm:calls:j1"),
-    "parts": (("j1",), "taskdeck:parts:j1"),
+    "checkpoints": (("j1",), "taskdeck:checkpoints:j1"),
+    "spend": (("day:2030-01-07",), "taskdeck:spend:day:2030-01-07"),
     "source": (("user:a@x.io", "https://x.io/feed"), "taskdeck:source:user:a@x.io:https://x.io/feed"),
     "sources": (("org:acme",), "taskdeck:sources:org:acme"),
     "feed_seen": (("user:a@x.io", "https://x.io/feed"), "taskdeck:feed:seen:user:a@x.io:https://x.io/feed"),
@@ -89,6 +90,8 @@ BUILT = {
     "inbox_unread": (("a@x.io",), "taskdeck:inbox:unread:a@x.io"),
     "inbox_failed": (("a@x.io",), "taskdeck:inbox:failed:a@x.io"),
     "profile": (("a@x.io",), "taskdeck:profile:a@x.io"),
+    "arq_queue": (("scraping",), "arq:queue:scraping"),
+    "named_queue": (("scraping",), "arq:queue:scraping"),
     "arq_job": (("j1",), "arq:job:j1"),
     "arq_in_progress": (("j1",), "arq:in-progress:j1"),
     "arq_retry": (("j1",), "arq:retry:j1"),
@@ -150,9 +153,13 @@ async def test_llm_usage_goes_to_the_metric_buckets_and_the_jobs_own_keys(
     monkeypatch.setattr(usage, "time", clock)
     monkeypatch.setattr(llm_status, "time", clock)
     call = usage.Call(model="m1", tokens_in=10, tokens_out=5, cost_usd=0.5, seconds=1.0, step="Draft")
-    await usage.record(client, P, "j1", "DEMO", "a@x.io", call, retention_s=600)
+    await usage.record(client, P, "j1", "DEMO", "a@x.io", call, retention_s=600, org="acme")
     assert set(r.keys("*")) == {"taskdeck:m:1m:1700000040", "taskdeck:m:1h:1699999200", "taskdeck:llm:usage:j1",
-                                "taskdeck:llm:calls:j1"}
+                                "taskdeck:llm:calls:j1", "taskdeck:spend:day:2023-11-14",
+                                "taskdeck:spend:month:2023-11"}
+    assert r.hget("taskdeck:spend:day:2023-11-14", "tokens:user:a@x.io") == "15"
+    assert r.hget("taskdeck:spend:month:2023-11", "cost_usd:org:acme") == "0.5"
+    assert 2 * 86400 - 5 < r.ttl("taskdeck:spend:day:2023-11-14") <= 2 * 86400
     assert 259200 - 5 < r.ttl("taskdeck:m:1m:1700000040") <= 259200
     assert 3024000 - 5 < r.ttl("taskdeck:m:1h:1699999200") <= 3024000
     assert r.hget("taskdeck:m:1h:1699999200", "llm_tokens:user:a@x.io") == "15"

@@ -41,17 +41,19 @@ def test_queue_score_puts_high_ahead_by_twice_the_aging() -> None:
 
 
 def test_enqueue_and_dequeue_calls_touch_arqs_keys() -> None:
-    calls = transitions.enqueue_calls(KEYS, "j1", Priority.normal, NOW, 30)
+    calls = transitions.enqueue_calls(KEYS, "j1", Priority.normal, NOW, 30, "default")
     assert calls[0] == ["DEL", "arq:result:j1", "arq:retry:j1", "arq:in-progress:j1"]
     assert calls[1] == ["ZREM", KEYS.abort, "j1"]
     assert calls[2][:2] == ["SET", "arq:job:j1"] and orjson.loads(calls[2][2])["f"] == transitions.ARQ_FUNCTION
     assert calls[3] == ["ZADD", "arq:queue", transitions.queue_score(Priority.normal, NOW, 30), "j1"]
-    assert transitions.dequeue_calls(KEYS, "j1") == [["ZREM", "arq:queue", "j1"], ["DEL", "arq:job:j1", "arq:retry:j1"]]
+    assert transitions.dequeue_calls(KEYS, "j1", "default") == [["ZREM", "arq:queue", "j1"],
+                                                                ["DEL", "arq:job:j1", "arq:retry:j1"]]
+    assert transitions.dequeue_calls(KEYS, "j1", "scraping")[0] == ["ZREM", "arq:queue:scraping", "j1"]
 
 
 def test_release_calls_keep_an_unfinished_job_on_arqs_queue() -> None:
-    assert transitions.release_calls(KEYS, "j1", done=False) == [["DEL", "arq:in-progress:j1"]]
-    done = transitions.release_calls(KEYS, "j1", done=True)
+    assert transitions.release_calls(KEYS, "j1", done=False, queue="default") == [["DEL", "arq:in-progress:j1"]]
+    done = transitions.release_calls(KEYS, "j1", done=True, queue="default")
     assert ["ZREM", "arq:queue", "j1"] in done and ["ZREM", KEYS.abort, "j1"] in done
 
 
@@ -74,7 +76,7 @@ def test_create_indexes_the_owner_and_enqueues() -> None:
     assert "status" not in spec["set"] and orjson.loads(spec["set"]["user_id"]) == "a@x.io"
     assert spec["metrics"] == {"submitted": 1, "submitted:DEMO": 1}
     assert spec["audit"] == {"action": "submit", "by": "admin@x.io"}
-    assert spec["calls"] == transitions.enqueue_calls(KEYS, "j1", Priority.high, job.queued_at, 30)
+    assert spec["calls"] == transitions.enqueue_calls(KEYS, "j1", Priority.high, job.queued_at, 30, "default")
 
 
 def test_start_guards_on_the_attempt_and_carries_limits() -> None:
@@ -123,14 +125,14 @@ def test_fail_retries_while_attempts_remain_else_fails_for_good() -> None:
     assert retrying["calls"][-2][:2] == ["ZINCRBY", KEYS.errors(int(NOW.timestamp() // 3600 * 3600))]
     final = transitions.fail(job, an_attempt(1, "boom"), NOW, KEYS, None)
     assert final["status"] is JobStatus.failed and final["metrics"]["user:failed:a@x.io"] == 1
-    assert final["calls"][:2] == transitions.dequeue_calls(KEYS, "j1")
+    assert final["calls"][:2] == transitions.dequeue_calls(KEYS, "j1", "default")
 
 
 def test_cancelled_audits_only_a_person_and_dequeues_only_a_waiting_job() -> None:
     job = a_job()
     by_user = transitions.cancelled(job, NOW, KEYS, by="b@x.io")
     assert by_user["audit"] == {"action": "cancel", "by": "b@x.io"}
-    assert by_user["calls"] == transitions.dequeue_calls(KEYS, "j1")
+    assert by_user["calls"] == transitions.dequeue_calls(KEYS, "j1", "default")
     aborted = transitions.cancelled(a_job(status=JobStatus.processing, attempts=1), NOW, KEYS, record=an_attempt())
     assert "audit" not in aborted and aborted["calls"] == [] and "attempt:1" in aborted["set"]
 
@@ -162,7 +164,7 @@ def test_orphaned_costs_an_attempt_and_leaves_parked_jobs_alone() -> None:
 
 
 def test_unreadable_and_retry_and_purge() -> None:
-    unreadable = transitions.unreadable("j1", "bad" * 300, NOW, KEYS)
+    unreadable = transitions.unreadable("j1", "bad" * 300, NOW, KEYS, "default")
     assert set(unreadable["from"]) == {"queued", "processing", "retrying"}
     assert len(orjson.loads(unreadable["set"]["last_error"])) < 600
     retry = transitions.retry(a_job(status=JobStatus.failed, attempts=3), "b@x.io", NOW, KEYS, ("a",), 2, 30)
@@ -204,8 +206,9 @@ def test_reply_codes_cover_what_the_script_answers() -> None:
 
 
 def test_claimed_decodes_a_poll() -> None:
-    polled = claimed([[["j1", "1700000000000", ["status", '"queued"', "type", '"DEMO"']]], ["j9"]])
-    assert polled.claims == [Claim("j1", 1700000000000, {"status": '"queued"', "type": '"DEMO"'})]
+    polled = claimed([[["j1", "1700000000000", ["status", '"queued"', "type", '"DEMO"'], 2]], ["j9"]],
+                     ["default", "scraping"])
+    assert polled.claims == [Claim("j1", 1700000000000, {"status": '"queued"', "type": '"DEMO"'}, "scraping")]
     assert polled.aborts == ["j9"]
-    claims, aborts = claimed([[], []])
+    claims, aborts = claimed([[], []], ["default"])
     assert claims == [] and aborts == []

@@ -83,7 +83,7 @@ async def test_large_outputs_come_in_parts_and_a_retry_resumes_after_the_last_on
     first = Run(job.id, "AUTO_GENERATE_PERSONAS", user_id=job.user_id)
     with pytest.raises(EndpointFailed):
         await first(brief)
-    assert sorted(r.hkeys(f"taskdeck:parts:{job.id}")) == ["personas:1", "segments"]
+    assert sorted(r.hkeys(f"taskdeck:checkpoints:{job.id}")) == ["personas:1", "segments"]
     assert first.ctx.steps[0].status is StepStatus.completed and first.ctx.progress_value == pytest.approx(50 + 50 / 3)
 
     second = Run(job.id, "AUTO_GENERATE_PERSONAS", attempt=2, user_id=job.user_id)
@@ -94,7 +94,7 @@ async def test_large_outputs_come_in_parts_and_a_retry_resumes_after_the_last_on
     assert "personas 11 to 20" in asked[3] and "personas 21 to 30" in asked[4]
     assert len(result["personas"]) == 6  # the fake model answers 2 per batch
     assert second.ctx.partial.startswith("[resumed with 2 of 4 parts from the last attempt]")
-    assert 0 < r.ttl(f"taskdeck:parts:{job.id}") <= 3600, "kept parts should expire soon after completion"
+    assert r.ttl(f"taskdeck:checkpoints:{job.id}") > 29 * 86400, "checkpoints should be kept as long as the job"
 
 
 async def test_trends_read_the_sources_the_brief_names(client: AsyncClient, fake_llm: FakeLLM, r) -> None:  # noqa: F811

@@ -94,8 +94,9 @@ if spec.limits and old ~= STATUS.processing then
     local kind, name = scope[1], scope[2]
     local limit = tonumber(overrides[i] or spec.limits[kind])
     if limit and running_count(kind, name) >= limit then
-      local queued_score = spec.queued_score or redis.call('ZSCORE', K.queue, id) or now * 1000
-      redis.call('ZREM', K.queue, id)
+      local queue = queue_of(id)
+      local queued_score = spec.queued_score or redis.call('ZSCORE', queue, id) or now * 1000
+      redis.call('ZREM', queue, id)
       redis.call('ZADD', K.parked(kind, name), queued_score, id)
       local reason = 'waiting: ' .. kind .. ' limit ' .. limit .. ' reached'
       redis.call('HSET', job, 'waiting_reason', cjson.encode(reason))
@@ -108,7 +109,7 @@ if spec.delete then
   for _, s in ipairs(STATUSES) do redis.call('ZREM', K.status(s), id) end
   for _, p in ipairs(PRIORITIES) do redis.call('ZREM', K.pending(p), id) end
   for _, key in ipairs({K.all, K.dead, K.expiry, K.type(jtype), K.user(user)}) do redis.call('ZREM', key, id) end
-  redis.call('DEL', job, K.artifact(id), K.notify_subscription(id), K.notify_log(id))
+  redis.call('DEL', job, K.artifact(id), K.notify_subscription(id), K.notify_log(id), K.checkpoints(id))
   return reply(REPLY.applied)
 end
 
@@ -155,6 +156,7 @@ if new and new ~= old then
   if TERMINAL[new] then
     for _, scope in ipairs(scopes) do redis.call('ZREM', K.parked(scope[1], scope[2]), id) end
     redis.call('ZADD', K.expiry, now + spec.retention, id)
+    redis.call('EXPIRE', K.checkpoints(id), math.ceil(spec.retention))  -- a job's checkpoints live as long as it
   elseif TERMINAL[old] then
     redis.call('ZREM', K.expiry, id)
   end
