@@ -34,6 +34,9 @@ class Settings(BaseSettings):
     max_running_global: int | None = Field(None, ge=0, description="Running jobs in total.")
     max_running_per_type: dict[str, int] = Field(default_factory=dict, description="Running jobs per task type.")
     max_submits_per_user_per_hour: int | None = Field(None, ge=1, description="Submits per user per sliding hour.")
+    default_schedules: bool = Field(True, description="Create the default schedules (refresh every healthy source "
+                                    "every 6 hours) on a worker's first start; each can be paused or deleted, and "
+                                    "a deleted one stays deleted.")
     schedules: list[dict[str, Any]] = Field(
         default_factory=list,
         description='Schedules to create at worker start, as JSON: [{"name", "type", "payload", "cron"}].',

@@ -27,6 +27,7 @@ TEST_SETTINGS = {
     "TASKDECK_SHUTDOWN_GRACE_S": "0",
     "TASKDECK_PROGRESS_INTERVAL_S": "0.1",
     "TASKDECK_TASK_MODULES": '["runner.tasks", "tests.sample_tasks"]',
+    "TASKDECK_DEFAULT_SCHEDULES": "false",  # tests that count schedules start from none; test_refresh turns it on
     "TASKDECK_ARCHIVE": "false",  # no archive in the repo's .data/; archive tests turn it on with a tmp data dir
 }
 

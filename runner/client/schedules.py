@@ -17,6 +17,9 @@ from ..models import Priority, utcnow
 from ..storage.keys import Keys
 
 SCHEDULER = "scheduler@local"  # the account a schedule's runs belong to unless it names another
+DEFAULTS: list[dict[str, Any]] = [  # the house's own work, created once (TASKDECK_DEFAULT_SCHEDULES)
+    {"name": "refresh-sources", "type": "REFRESH_SOURCES", "cron": "0 */6 * * *", "priority": "low"},
+]
 
 
 class Schedule(BaseModel):
@@ -92,6 +95,18 @@ class Scheduler:
             schedule = Schedule.model_validate(data)
             if await self.get(schedule.name) is None:
                 await self.save(schedule)
+
+    async def seed_defaults(self, defaults: list[dict[str, Any]]) -> list[str]:
+        """Create each default schedule the first time only: one an admin paused stays paused, one deleted
+        stays deleted (the names created are remembered in Keys.schedules_seeded). Returns the ones created."""
+        seeded = Keys(self.client.settings.prefix).schedules_seeded
+        created = []
+        for data in defaults:
+            schedule = Schedule.model_validate(data)
+            if await self.client.store.redis.sadd(seeded, schedule.name):
+                await self.save(schedule)
+                created.append(schedule.name)
+        return created
 
     async def run_due(self) -> list[str]:
         now, submitted = utcnow(), []

@@ -40,6 +40,7 @@ class Keys:
         self.llm_endpoints = f"{prefix}llm:endpoints"  # every LLM endpoint a worker has called
         self.tokens = f"{prefix}tokens"  # API bearer tokens: SHA-256 of the token -> its record (policy.tokens)
         self.schedules = f"{prefix}schedules"  # schedule name -> the schedule (client.schedules)
+        self.schedules_seeded = f"{prefix}schedules:seeded"  # default schedules created once (deleted stay so)
         self.sources_all = f"{prefix}sources:all"  # every owner's sources, each a member(owner, url) (web.sources)
         self.alert_rules = f"{prefix}alerts:rules"  # rule id -> the alert rule's JSON (notify.alerts)
         self.token_secrets = f"{prefix}tokens:secrets"  # API token id -> its webhook signing secret (policy.tokens)

@@ -26,7 +26,7 @@ from arq.worker import func
 
 from .. import queues, registry
 from ..client.facade import AsyncClient
-from ..client.schedules import Scheduler
+from ..client.schedules import DEFAULTS, Scheduler
 from ..notify.service import Notifying
 from ..settings import Settings
 from ..storage import durability, sentinel
@@ -66,6 +66,8 @@ async def start(ctx: dict[str, Any], s: Settings) -> None:
     ctx["taskdeck"] = state
     state.client = AsyncClient(s)
     await Scheduler(state.client).seed(s.schedules)
+    if s.default_schedules:
+        await Scheduler(state.client).seed_defaults(DEFAULTS)
     await heartbeat.beat(state)
     ctx["taskdeck_archiving"] = await Archiving.start(store, state.id)
     ctx["taskdeck_notifying"] = await Notifying.start(store, state.id)

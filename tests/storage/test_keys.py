@@ -40,6 +40,7 @@ NAMES = {
     "llm_endpoints": "taskdeck:llm:endpoints",
     "tokens": "taskdeck:tokens",
     "schedules": "taskdeck:schedules",
+    "schedules_seeded": "taskdeck:schedules:seeded",
     "sources_all": "taskdeck:sources:all",
     "alert_rules": "taskdeck:alerts:rules",
     "token_secrets": "taskdeck:tokens:secrets",
