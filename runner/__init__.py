@@ -9,6 +9,7 @@ from .errors import (
     JobNotFound,
     LimitExceeded,
     RedisUnavailable,
+    RetryLater,
     TaskdeckError,
     Unavailable,
     UnknownTaskType,
@@ -19,6 +20,7 @@ from .settings import Settings
 
 __all__ = [
     "AccessDenied", "AsyncClient", "Backoff", "Client", "Fatal", "InvalidPayload", "InvalidTransition", "Job",
-    "JobNotFound", "JobStatus", "LimitExceeded", "Priority", "RedisUnavailable", "Settings", "Stats", "TaskContext",
+    "JobNotFound", "JobStatus", "LimitExceeded", "Priority", "RedisUnavailable", "RetryLater", "Settings", "Stats",
+    "TaskContext",
     "TaskdeckError", "Unavailable", "UnknownTaskType", "task",
 ]

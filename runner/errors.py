@@ -1,6 +1,10 @@
 """One family of errors, each with a message a user can act on."""
 from __future__ import annotations
 
+from collections.abc import Mapping
+from datetime import UTC, datetime
+from email.utils import parsedate_to_datetime
+
 
 class TaskdeckError(Exception):
     """Base of every error Taskdeck raises on purpose."""
@@ -50,6 +54,35 @@ class Unavailable(TaskdeckError):
 
 class Fatal(TaskdeckError):
     """Raised by a task when another attempt cannot help: the job fails at once, without retries."""
+
+
+class RetryLater(TaskdeckError):
+    """Raised by a task when another attempt may work: with `after_s` (what a 429's or 503's Retry-After
+    asked), the next attempt is due then instead of after the type's backoff (up to RETRY_AFTER_CAP_S)."""
+
+    def __init__(self, message: str, after_s: float | None = None) -> None:
+        super().__init__(message)
+        self.after_s = after_s
+
+
+RETRY_AFTER_CAP_S = 3600.0  # a Retry-After asking for more is waited this long
+
+
+def asked_wait(headers: Mapping[str, str]) -> float | None:
+    """Seconds a reply asks to wait: `retry-after-ms`, else `Retry-After` in seconds or as an HTTP date
+    (the LLM client's retries and a fetched page's or feed's next attempt read it alike)."""
+    try:
+        if (ms := headers.get("retry-after-ms")) is not None:
+            return max(0.0, float(ms) / 1000)
+        if (value := headers.get("retry-after")) is None:
+            return None
+        try:
+            return max(0.0, float(value))
+        except ValueError:
+            when = parsedate_to_datetime(value)
+            return max(0.0, (when - datetime.now(UTC)).total_seconds())
+    except (TypeError, ValueError):
+        return None
 
 
 class RedisUnavailable(TaskdeckError):

@@ -5,7 +5,7 @@ from __future__ import annotations
 import threading
 from collections.abc import Iterator
 from contextlib import suppress
-from dataclasses import dataclass
+from dataclasses import dataclass, field
 from http.server import BaseHTTPRequestHandler, ThreadingHTTPServer
 from typing import Any
 
@@ -20,6 +20,7 @@ class Route:
     etag: str | None = None
     location: str | None = None
     declare_length: bool = True  # False: no Content-Length, the body ends when the connection closes
+    headers: dict[str, str] = field(default_factory=dict)  # more response headers (Retry-After...)
 
 
 class FakeWeb:
@@ -65,6 +66,8 @@ class FakeWeb:
                     self.send_header("ETag", route.etag)
                 if route.location:
                     self.send_header("Location", route.location)
+                for name, value in route.headers.items():
+                    self.send_header(name, value)
                 self.end_headers()
                 with suppress(ConnectionError):  # a client that stops reading an oversized body
                     self.wfile.write(route.body)

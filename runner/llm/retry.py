@@ -3,12 +3,11 @@ to a time budget, so throttling never fails the job's attempt; 5xx replies, time
 get a few tries with exponential backoff and jitter."""
 from __future__ import annotations
 
-from datetime import UTC, datetime
-from email.utils import parsedate_to_datetime
-
 import openai
 from tenacity import RetryCallState
 from tenacity.wait import wait_base
+
+from ..errors import asked_wait
 
 RETRYABLE_STATUS = frozenset({408, 409})
 
@@ -42,23 +41,9 @@ def transient(error: BaseException) -> bool:
 
 
 def retry_after(error: BaseException | None) -> float | None:
-    """Seconds the endpoint asked to wait: `retry-after-ms`, else `Retry-After` in seconds or as an HTTP date."""
+    """Seconds the endpoint asked to wait, from the failed call's response (`asked_wait`)."""
     response = getattr(error, "response", None)
-    if response is None:
-        return None
-    headers = response.headers
-    try:
-        if (ms := headers.get("retry-after-ms")) is not None:
-            return max(0.0, float(ms) / 1000)
-        if (value := headers.get("retry-after")) is None:
-            return None
-        try:
-            return max(0.0, float(value))
-        except ValueError:
-            when = parsedate_to_datetime(value)
-            return max(0.0, (when - datetime.now(UTC)).total_seconds())
-    except (TypeError, ValueError):
-        return None
+    return None if response is None else asked_wait(response.headers)
 
 
 class wait_retry_after(wait_base):

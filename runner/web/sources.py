@@ -23,7 +23,7 @@ from redis.asyncio import Redis
 from redis.asyncio.client import Pipeline
 
 from ..context import TaskContext
-from ..errors import Fatal, InvalidPayload, TaskdeckError
+from ..errors import Fatal, InvalidPayload, RetryLater, TaskdeckError, asked_wait
 from ..models import utcnow
 from ..settings import Settings
 from ..storage.keys import Keys
@@ -67,8 +67,9 @@ class Page(BaseModel):
     fetched_at: datetime
 
 
-class SourceFailed(RuntimeError):
-    """A fetch failed in a way that may pass: a network error, a timeout or a 5xx."""
+class SourceFailed(RetryLater):
+    """A fetch failed in a way that may pass: a network error, a timeout, a 5xx or a 429; `after_s` when the
+    site said how long to wait (Retry-After), which the job's next attempt honours."""
 
 
 def canonical(url: str) -> str:
@@ -160,7 +161,9 @@ async def fetch(url: str, headers: dict[str, str] | None = None, allow: Iterable
         raise SourceFailed(str(e)) from None
     status = fetched.status
     if status >= 500 or status in (408, 429):
-        raise SourceFailed(f"{url} answered HTTP {status}")
+        asked = asked_wait(fetched.headers)
+        raise SourceFailed(f"{url} answered HTTP {status}" + (f"; it asked to wait {asked:g} s" if asked else ""),
+                           asked)
     if status >= 400:
         raise Fatal(f"{url} answered HTTP {status}; check the URL")
     return fetched

@@ -13,7 +13,7 @@ from pydantic import ValidationError
 
 from .. import context, queues, registry
 from ..context import TaskContext
-from ..errors import Fatal, UnknownTaskType
+from ..errors import RETRY_AFTER_CAP_S, Fatal, RetryLater, UnknownTaskType
 from ..models import Attempt, Job, JobStatus, SpendCap, StepStatus, utcnow
 from ..storage import transitions
 from ..storage.checkpoints import RedisCheckpoints
@@ -138,7 +138,9 @@ async def attempt(state: WorkerState, job: Job, task_type: registry.TaskType, pa
     except Exception as e:
         timed_out = isinstance(e, TimeoutError) and deadline.expired()
         error = f"timed out after {task_type.timeout_s:g} s" if timed_out else f"{type(e).__name__}: {e}"
-        await failed(state, job, ctx, error, "timeout" if timed_out else "failed", retryable=not isinstance(e, Fatal))
+        asked = e.after_s if isinstance(e, RetryLater) else None
+        await failed(state, job, ctx, error, "timeout" if timed_out else "failed", retryable=not isinstance(e, Fatal),
+                     asked_s=asked)
     else:
         await completed(state, job, ctx, result)
     finally:
@@ -170,14 +172,18 @@ async def completed(state: WorkerState, job: Job, ctx: TaskContext, result: Any)
         log_transition(job, "completed", f"in {ran_s(job, now):.2f} s")
 
 
-async def failed(state: WorkerState, job: Job, ctx: TaskContext, error: str, outcome: str, retryable: bool) -> None:
+async def failed(state: WorkerState, job: Job, ctx: TaskContext, error: str, outcome: str, retryable: bool,
+                 asked_s: float | None = None) -> None:
+    """A failed attempt: retried after the type's backoff, or after what the other side asked (`asked_s`:
+    a RetryLater's Retry-After, capped), while attempts are left."""
     settings = state.store.settings
     tb = traceback.format_exc()[-settings.max_traceback_chars:]
     now = utcnow()
     entry = record(job, ctx, now, outcome, StepStatus.failed, error, tb)
     retry_at: datetime | None = None
     if retryable and job.attempts < job.max_attempts:
-        delay = registry.get(job.type).backoff.delay(job.attempts)
+        backoff = registry.get(job.type).backoff.delay(job.attempts)
+        delay = backoff if asked_s is None else min(asked_s, RETRY_AFTER_CAP_S)
         retry_at = now + timedelta(seconds=delay)
     if await finish(state, job, transitions.fail(job, entry, utcnow(), state.store.keys, retry_at), ctx):
         state.failed += retry_at is None

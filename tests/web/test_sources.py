@@ -16,6 +16,7 @@ from runner.worker import runtime
 from tests.fake_llm import FakeLLM
 from tests.fake_web import FakeWeb, Route, web  # noqa: F401
 from tests.inline import Run
+from tests.polling import wait_until
 
 ANA, BO, CY, DI, AL = "ana@x.io", "bo@x.io", "cy@acme.io", "di@acme.io", "al@x.io"
 ROLES = {AL: "analyst", "*@x.io": "staff", "*@acme.io": "staff"}
@@ -90,6 +91,30 @@ async def test_a_page_without_readable_text_fails_at_once(web: FakeWeb) -> None:
     web.routes["/empty"] = Route(b"<html><body><script>app()</script></body></html>")
     with pytest.raises(Fatal, match="has no readable text"):
         await run("SCRAPE_WEBSITE", {"url": web.url("/empty")})
+
+
+async def test_a_429_says_how_long_the_site_asked_to_wait(web: FakeWeb) -> None:  # noqa: F811
+    web.routes["/busy"] = Route(b"slow down", "text/plain", 429, headers={"Retry-After": "7"})
+    with pytest.raises(sources.SourceFailed, match="answered HTTP 429; it asked to wait 7 s") as failed:
+        await run("SCRAPE_WEBSITE", {"url": web.url("/busy")})
+    assert failed.value.after_s == 7
+    web.routes["/down"] = Route(b"", "text/plain", 503)
+    with pytest.raises(sources.SourceFailed) as plain:
+        await run("SCRAPE_WEBSITE", {"url": web.url("/down")})
+    assert plain.value.after_s is None
+
+
+def test_a_worker_retries_a_throttled_fetch_when_the_site_asked(web: FakeWeb, start_worker) -> None:  # noqa: F811
+    """The next attempt is due when Retry-After said (30 s), not after SCRAPE_WEBSITE's 2 s backoff."""
+    web.routes["/busy"] = Route(b"slow down", "text/plain", 429, headers={"Retry-After": "30"})
+    start_worker(**ALLOW_LOOPBACK)
+    with Client(user=ANA) as client:
+        job = client.submit("SCRAPE_WEBSITE", {"url": web.url("/busy")})
+        waiting = wait_until(lambda: (j := client.get(job.id)).status is JobStatus.retrying and j, 15, "a retry")
+        assert waiting.next_attempt_at is not None and waiting.attempt_log[-1].finished_at is not None
+        wait_s = (waiting.next_attempt_at - waiting.attempt_log[-1].finished_at).total_seconds()
+        assert 29 <= wait_s <= 30 * 1.1 + 1, wait_s  # Backoff's jitter is up to 10 %
+        client.cancel(job.id)
 
 
 async def test_a_feed_keeps_new_items_and_skips_seen_ones(web: FakeWeb) -> None:  # noqa: F811
