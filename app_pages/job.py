@@ -2,7 +2,9 @@
 attempts with errors and tracebacks, audit, and the delivery log of its notices and callback (for its owner and
 admins, when there is one); cancel and retry. Live while the job runs. A job read from
 the archive (Redis no longer holds it) has an "archived" badge and is read-only: no cancel, no retry,
-but "Retry with edited inputs" submits it again as a new job."""
+but "Retry with edited inputs" submits it again as a new job. A finished job can be rerun from a step, with an
+edited payload (a new job that reuses its checkpoints before that step); a rerun says which job it reruns and
+marks the steps it reused. Spend caps show beside tokens and cost."""
 from __future__ import annotations
 
 import json
@@ -11,6 +13,7 @@ from datetime import datetime
 from typing import Any
 
 import streamlit as st
+from streamlit.delta_generator import DeltaGenerator
 
 from runner import Job, JobNotFound, TaskdeckError, registry
 from runner.client.archived import Found
@@ -20,6 +23,7 @@ from runner.policy.access import Action
 from runner.policy.admission import needs_llm
 from ui import charts
 from ui.alerts import BadgeColor, alert, message
+from ui.rerun import rerun_form, show_lineage
 from ui.session import client, guard
 from ui.tables import elapsed
 from ui.text import Markdown, ago, md, seconds, short, trusted, until
@@ -45,14 +49,23 @@ def pick() -> None:
                      query_params={"id": job.id})
 
 
+def mine(job: Job, archived: bool) -> bool:
+    """The viewer acts on this job (theirs, or they are an admin); an archived job is read-only: Redis no longer
+    holds it."""
+    return c.principal.acts_on(job.user_id) and not archived
+
+
+def may_retry(job: Job, archived: bool) -> bool:
+    return c.principal.can(Action.retry) and mine(job, archived)
+
+
 def actions(job: Job, archived: bool) -> None:
     me = c.principal
-    mine = me.acts_on(job.user_id) and not archived  # an archived job is read-only: Redis no longer holds it
     left, middle, right, _ = st.columns([1.2, 1.2, 2, 4])
-    if me.can(Action.cancel) and mine and left.button("Cancel", icon=":material/cancel:",
-                                                       disabled=job.status.terminal):
+    if me.can(Action.cancel) and mine(job, archived) and left.button("Cancel", icon=":material/cancel:",
+                                                                     disabled=job.status.terminal):
         act(lambda: c.cancel(job.id), trusted("Cancel requested"))
-    if me.can(Action.retry) and mine and middle.button(
+    if may_retry(job, archived) and middle.button(
             "Retry", icon=":material/replay:", disabled=job.status.value not in ("failed", "cancelled")):
         act(lambda: c.retry(job.id), trusted("Queued again"))
     if me.can(Action.submit):
@@ -125,11 +138,25 @@ def overview(job: Job, now: datetime, archived: bool) -> None:
     if job.last_error:
         st.caption("Last error")
         st.code(job.last_error, language=None, wrap_lines=True)
-    if uses_llm(job):
+    if uses_llm(job) or job.max_tokens is not None or job.max_cost_usd is not None:
         cols = st.columns(5)
         cols[0].metric("Tokens in", md("{:,}", job.tokens_in), border=True)
         cols[1].metric("Tokens out", md("{:,}", job.tokens_out), border=True)
         cols[2].metric("Cost", md("${:,.4f}", job.cost_usd), border=True, help="From TASKDECK_LLM_PRICES, all attempts")
+        show_caps(job, cols[3], cols[4])
+
+
+def show_caps(job: Job, tokens: DeltaGenerator, cost: DeltaGenerator) -> None:
+    """The job's spend caps, when it has them: past one the job fails with "budget exceeded"."""
+    if job.max_tokens is not None:
+        tokens.metric("Token cap", md("{:,}", job.max_tokens), border=True,
+                      help=md("Tokens in + out over all attempts; used {:,}. Past the cap the job fails with "
+                              "\"budget exceeded\"; a retry with a higher cap resumes it.",
+                              job.tokens_in + job.tokens_out))
+    if job.max_cost_usd is not None:
+        cost.metric("Cost cap", md("${:,.4f}", job.max_cost_usd), border=True,
+                    help=md("Cost over all attempts; used ${:,.4f}. Past the cap the job fails with "
+                            "\"budget exceeded\".", job.cost_usd))
 
 
 def uses_llm(job: Job) -> bool:
@@ -170,7 +197,11 @@ def show_steps(job: Job, now: datetime) -> None:
     figure = charts.steps_timeline(frame)
     if figure is not None:
         st.plotly_chart(figure, width="stretch", key="steps_timeline")
-    st.dataframe(frame[["Attempt", "Name", "Status", "Progress", "Started", "Finished", "Error"]], hide_index=True,
+    columns = ["Attempt", "Name", "Status", "Progress", "Started", "Finished", "Error"]
+    if job.reused_steps:  # a rerun: these steps' checkpoints came from the job it reruns, they did not run again
+        frame = frame.assign(Reused=frame["Name"].map(lambda name: "reused" if name in job.reused_steps else ""))
+        columns.insert(3, "Reused")
+    st.dataframe(frame[columns], hide_index=True,
                  width="stretch", column_config={
                      "Progress": st.column_config.ProgressColumn("Progress", min_value=0.0, max_value=1.0,
                                                                  format="percent"),
@@ -281,6 +312,9 @@ except JobNotFound as e:
 current = opened.job
 st.title(trusted(f"{current.type} · {short(current.id)}"))
 st.caption(md("Job {}", current.id))
+show_lineage(current)
 actions(current, opened.archived)
 running = not current.status.terminal
 st.fragment(story, run_every=1 if running else None)()
+if current.status.terminal and may_retry(current, opened.archived):  # below the steps it offers to rerun from
+    rerun_form(c, current)
