@@ -7,7 +7,7 @@ from collections.abc import AsyncIterator
 from contextlib import asynccontextmanager, suppress
 from typing import Annotated, Any, Literal
 
-from fastapi import APIRouter, Depends, FastAPI, Header, Query, Request
+from fastapi import APIRouter, Body, Depends, FastAPI, Header, Query, Request
 from fastapi.responses import JSONResponse, Response
 from fastapi.security import HTTPAuthorizationCredentials, HTTPBearer
 from pydantic import BaseModel, Field
@@ -168,11 +168,11 @@ async def cancel_job(job_id: str, ac: Acting) -> Job:
                       "again.",
                  503: "Redis is unreachable, or the type needs what this deployment lacks; nothing was retried.",
              }))
-async def retry_job(job_id: str, ac: Acting, body: JobRetry | None = None) -> Job:
+async def retry_job(job_id: str, ac: Acting, body: Annotated[JobRetry, Body(default_factory=JobRetry)]) -> Job:
     """Run a failed or cancelled job again (it resumes after its last checkpoint), or with `from_step` or
     `payload` rerun a finished one as a new job; admitted like a new submit."""
-    if body is None:
-        return await ac.retry(job_id)
+    # no body is an empty JobRetry: the schema then names JobRetry alone, which generated clients can leave out
+    # (an optional `JobRetry | null` body made openapi-python-client send its UNSET marker as JSON)
     return await ac.retry(job_id, from_step=body.from_step, payload=body.payload, max_tokens=body.max_tokens,
                           max_cost_usd=body.max_cost_usd)
 
