@@ -100,6 +100,7 @@ class Hook:
         self.grouped = False
         self.behind = True  # own pending entries may exist (a restart under the same name, a failed pass)
         self.next_stale = 0.0
+        self.profiles: dict[tuple[str, str], Profile] = {}  # this batch's, by (recipient, stored text)
 
     async def run_once(self) -> int:
         """Tell what the stream holds: own pending entries first, then others' stale ones (looked for every
@@ -143,8 +144,11 @@ class Hook:
 
     async def handle(self, finals: list[Final]) -> None:
         """Queue each final event's notices and callback, then acknowledge them all."""
+        known: dict[str, Subscription] = {}  # most jobs share one (none) and one owner's profile: parsed once
+        self.profiles = {}
         for final in finals:
-            sub = subscriptions.parse(final.subscription)
+            if (sub := known.get(final.subscription)) is None:
+                sub = known.setdefault(final.subscription, subscriptions.parse(final.subscription))
             try:
                 await self.tell(final, sub)
                 if sub.callback is not None:
@@ -156,7 +160,8 @@ class Hook:
 
     async def tell(self, final: Final, sub: Subscription) -> None:
         recipient = sub.to or final.user
-        profile = profiles.parse(recipient, final.profile)
+        if (profile := self.profiles.get((recipient, final.profile))) is None:
+            profile = self.profiles.setdefault((recipient, final.profile), profiles.parse(recipient, final.profile))
         events = profile.events if sub.events is None else sub.events
         via = profile.via if sub.via is None else sub.via
         if final.status in events and (found := targets(via, recipient, profile)):
