@@ -96,3 +96,29 @@ def test_the_stats_line_counts_what_the_records_say(client: Client, start_worker
     assert client.get(bad).status is JobStatus.queued
     assert "recording health" not in (tmp_path / "worker-0.log").read_text(), "ARQ's own health line is replaced"
     client.cancel(bad)
+
+
+def test_a_job_held_back_by_a_running_limit_goes_back_to_its_own_queue(client: Client, start_worker,
+                                                                      r: redis.Redis) -> None:
+    start_worker(TASKDECK_QUEUES="scraping=4", TASKDECK_MAX_RUNNING_PER_USER="1")
+    first = client.submit("TEST_SCRAPE", {"seconds": 1}, user="ana@x.io")
+    held = client.submit("TEST_SCRAPE", {"seconds": 0}, user="ana@x.io")
+    parked = wait_until(lambda: (j := client.get(held.id)).waiting_reason and j, 15, "the second to be held back")
+    assert "user limit 1" in (parked.waiting_reason or "")
+    assert r.zscore("arq:queue:scraping", held.id) is None, "a held-back job waits off its queue"
+    done = [wait_until(lambda i=i: (j := client.get(i)).status.terminal and j, 20, "both to end")
+            for i in (first.id, held.id)]
+    assert [j.status for j in done] == [JobStatus.completed] * 2 and done[1].started_at >= done[0].completed_at
+
+
+def test_priorities_order_the_jobs_of_one_queue(client: Client, start_worker) -> None:
+    lows = [client.submit("TEST_SCRAPE", {"seconds": 0}, priority="low").id for _ in range(3)]
+    high = client.submit("TEST_SCRAPE", {"seconds": 0}, priority="high").id
+    other = client.submit("TEST_GENERATE", {"seconds": 0}, priority="high").id  # another queue: not served
+    start_worker(TASKDECK_QUEUES="scraping=1")
+    jobs = [wait_until(lambda i=i: (j := client.get(i)).status.terminal and j, 20, "the scrapes")
+            for i in [high, *lows]]
+    starts = [j.started_at for j in jobs]
+    assert starts == sorted(starts), "the high-priority scrape went first, then the low ones in order"
+    assert client.get(other).status is JobStatus.queued
+    client.cancel(other)
